@@ -1,0 +1,1 @@
+"""Demo storefront: a seeded inventory service and the aiohttp origin that serves its pages."""

@@ -1,0 +1,127 @@
+"""The admin listener: figures, health, purges and inventory events for operators.
+
+Reading endpoints are open (the listener binds to loopback by default). Purges and
+inventory events need the bearer token; with no token configured they answer 403.
+`POST /stats/reset` needs the token only when one is configured, so a load tester
+on a default loopback setup can reset figures between runs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .log import admin_logger
+from .metrics import build_registry, render
+
+if TYPE_CHECKING:
+    from .server import Edgecache
+
+EDGECACHE_KEY: web.AppKey["Edgecache"] = web.AppKey("edgecache")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(data, indent=2, sort_keys=False) + "\n",
+                        content_type="application/json")
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status=status)
+
+
+def check_token(request: web.Request, *, required: bool) -> web.Response | None:
+    """Return an error response unless the request carries the admin token."""
+    token = request.app[EDGECACHE_KEY].admin_token
+    if not token:
+        if not required:
+            return None
+        return json_error(403, "admin token not configured; set admin.token, admin.token_file "
+                               "or the EDGECACHE_ADMIN_TOKEN environment variable to enable this endpoint")
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        admin_logger.warning("rejected %s %s from %s: missing or wrong token", request.method, request.path,
+                             request.remote)
+        return json_error(401, "missing or wrong bearer token")
+    return None
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        return json_error(400, "body is not valid JSON")
+    if not isinstance(body, (dict, list)):
+        return json_error(400, "body must be a JSON object")
+    return body  # type: ignore[return-value]
+
+
+async def health(request: web.Request) -> web.Response:
+    edgecache = request.app[EDGECACHE_KEY]
+    return json_response({"status": "ok", "uptime_seconds": round(edgecache.uptime(), 3),
+                          "entries": len(edgecache.store)})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return json_response(request.app[EDGECACHE_KEY].snapshot())
+
+
+async def stats_reset(request: web.Request) -> web.Response:
+    denied = check_token(request, required=False)
+    if denied is not None:
+        return denied
+    request.app[EDGECACHE_KEY].stats.reset()
+    admin_logger.info("figures reset by %s", request.remote)
+    return json_response({"reset": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    edgecache = request.app[EDGECACHE_KEY]
+    body = render(edgecache.registry)
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+PURGE_FIELDS = {"paths", "prefixes", "tags", "all", "soft"}
+
+
+async def purge(request: web.Request) -> web.Response:
+    denied = check_token(request, required=True)
+    if denied is not None:
+        return denied
+    body = await read_json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    if not isinstance(body, dict):
+        return json_error(400, "body must be a JSON object")
+    unknown = sorted(set(body) - PURGE_FIELDS)
+    if unknown:
+        return json_error(400, f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(PURGE_FIELDS))}")
+    for name in ("paths", "prefixes", "tags"):
+        value = body.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+            return json_error(400, f"field {name!r} must be a list of non-empty strings")
+    for name in ("all", "soft"):
+        if not isinstance(body.get(name, False), bool):
+            return json_error(400, f"field {name!r} must be true or false")
+    if not any(body.get(name) for name in ("paths", "prefixes", "tags", "all")):
+        return json_error(400, "name what to purge: paths, prefixes, tags or all")
+    edgecache = request.app[EDGECACHE_KEY]
+    result = edgecache.purge(paths=body.get("paths", []), prefixes=body.get("prefixes", []),
+                             tags=body.get("tags", []), purge_all=body.get("all", False),
+                             soft=body.get("soft", False))
+    admin_logger.info("purge from %s: %s", request.remote, json.dumps(result))
+    return json_response(result)
+
+
+def create_admin_app(edgecache: Edgecache) -> web.Application:
+    app = web.Application()
+    app[EDGECACHE_KEY] = edgecache
+    edgecache.registry = build_registry(edgecache.stats, edgecache.cache_figures)
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/stats/reset", stats_reset)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/purge", purge)
+    return app

@@ -1,0 +1,68 @@
+"""Cache-Control parsing (RFC 9111 section 5.2), lenient toward origin input.
+
+A malformed directive is ignored rather than raising, because the origin's
+mistakes must not turn into errors for clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# Delta-seconds above this are capped (RFC 9111 section 1.2.2 suggests 2**31).
+MAX_DELTA_SECONDS = 2**31
+
+
+def parse_cache_control(values: Iterable[str]) -> dict[str, str | None]:
+    """Return the directives of one or more Cache-Control field values.
+
+    Names are lower-cased; a directive without an argument maps to None. When a
+    directive repeats, the first occurrence wins.
+    """
+    directives: dict[str, str | None] = {}
+    for value in values:
+        for part in _split_top_level(value):
+            name, sep, argument = part.partition("=")
+            name = name.strip().lower()
+            if not name or name in directives:
+                continue
+            if not sep:
+                directives[name] = None
+                continue
+            argument = argument.strip()
+            if len(argument) >= 2 and argument[0] == argument[-1] == '"':
+                argument = argument[1:-1]
+            directives[name] = argument
+    return directives
+
+
+def _split_top_level(value: str) -> list[str]:
+    """Split on commas outside quoted strings (no-cache="a, b" is one directive)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [part for part in parts if part.strip()]
+
+
+def delta_seconds(directives: dict[str, str | None], name: str) -> int | None:
+    """Return a directive's delta-seconds, capped, or None when absent or invalid."""
+    argument = directives.get(name)
+    if argument is None or not argument.isdigit():
+        return None
+    return min(int(argument), MAX_DELTA_SECONDS)
+
+
+def field_names(directives: dict[str, str | None], name: str) -> tuple[str, ...]:
+    """Return the field names qualifying no-cache or private (lower-cased)."""
+    argument = directives.get(name)
+    if not argument:
+        return ()
+    return tuple(field.strip().lower() for field in argument.split(",") if field.strip())

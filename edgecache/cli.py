@@ -1,0 +1,125 @@
+"""The `edgecache` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from . import __version__
+from .config import ConfigError, Settings, load_settings, settings_as_dict
+
+EXIT_CONFIG_ERROR = 2
+
+
+def run_async(main: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine on uvloop when it is installed, else on asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                        stream=sys.stdout)
+
+
+def _add_listen_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (see config/edgecache.toml)")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="proxy listener (default 127.0.0.1:8080)")
+    parser.add_argument("--admin-listen", metavar="HOST:PORT", help="admin listener (default 127.0.0.1:8081)")
+    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this many seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgecache", description="Reverse-proxy cache for storefront pages.")
+    parser.add_argument("--version", action="version", version=f"edgecache {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the proxy in front of an origin")
+    serve.add_argument("--origin", metavar="URL", help="origin base URL, for example http://127.0.0.1:9000")
+    _add_listen_flags(serve)
+
+    demo = commands.add_parser("demo", help="run the demo storefront with edgecache in front of it")
+    _add_listen_flags(demo)
+    demo.add_argument("--origin-listen", metavar="HOST:PORT", default="127.0.0.1:9000",
+                      help="demo storefront listener (default 127.0.0.1:9000)")
+
+    origin = commands.add_parser("demo-origin", help="run only the demo storefront")
+    origin.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9000")
+    origin.add_argument("--page-bytes", type=int, default=0, help="pad product pages to about this many bytes")
+    origin.add_argument("--change-interval", type=float, default=2.0,
+                        help="seconds between stock changes; 0 turns them off")
+    origin.add_argument("--cache-control", help="Cache-Control value to send on product and category pages")
+    origin.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this many seconds")
+
+    check = commands.add_parser("check-config", help="validate a settings file and print the effective settings")
+    check.add_argument("file", metavar="FILE")
+
+    purge = commands.add_parser("purge", help="purge entries through the admin listener")
+    purge.add_argument("--admin", metavar="URL", default="http://127.0.0.1:8081")
+    purge.add_argument("--token", help="admin token (default: the EDGECACHE_ADMIN_TOKEN environment variable)")
+    selector = purge.add_mutually_exclusive_group(required=True)
+    selector.add_argument("--path", action="append", help="purge this path (repeatable)")
+    selector.add_argument("--prefix", action="append", help="purge every path starting with this prefix")
+    selector.add_argument("--tag", action="append", help="purge every entry with this tag")
+    selector.add_argument("--all", action="store_true", help="purge every entry")
+    purge.add_argument("--soft", action="store_true", help="mark entries stale instead of removing them")
+
+    stats = commands.add_parser("stats", help="print the current figures of a running edgecache")
+    stats.add_argument("--admin", metavar="URL", default="http://127.0.0.1:8081")
+    stats.add_argument("--watch", action="store_true", help="redraw every second until interrupted")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {"server": {}, "origin": {}}
+    if getattr(args, "origin", None):
+        overrides["origin"]["url"] = args.origin
+    if args.listen:
+        overrides["server"]["listen"] = args.listen
+    if args.admin_listen:
+        overrides["server"]["admin_listen"] = args.admin_listen
+    return load_settings(args.config, overrides=overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import Edgecache, serve_forever
+
+    settings = settings_from_args(args)
+    configure_logging(settings.server.log_level)
+    run_async(serve_forever(Edgecache(settings), duration=args.duration))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.file)
+    print(json.dumps(settings_as_dict(settings), indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import commands
+
+    handlers = {
+        "serve": cmd_serve,
+        "check-config": cmd_check_config,
+        "demo": commands.cmd_demo,
+        "demo-origin": commands.cmd_demo_origin,
+        "purge": commands.cmd_purge,
+        "stats": commands.cmd_stats,
+    }
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"edgecache: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,186 @@
+"""The demo, demo-origin, purge and stats commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .config import build_settings, read_toml
+
+# The demo's settings: product pages for 30 s, category pages for 60 s, static files
+# as their Cache-Control says.
+DEMO_SETTINGS: dict[str, Any] = {
+    "rules": [
+        {"name": "product", "match": "/*/p", "ttl": 30, "stale_while_revalidate": 10},
+        {"name": "category", "match": "/c/*", "ttl": 60},
+        {"name": "static", "match": "/static/*", "ttl": 3600,
+         "content_types": ["text/css", "application/javascript", "text/javascript"]},
+    ],
+}
+
+
+async def _start_demo_origin(listen: str, **options: Any) -> web.AppRunner:
+    from .demo.app import create_app
+    from .server import split_host_port
+
+    runner = web.AppRunner(create_app(**options), access_log=None, handle_signals=False)
+    await runner.setup()
+    host, port = split_host_port(listen)
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner
+
+
+async def _wait_for_stop(duration: float | None) -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), duration)
+    except TimeoutError:
+        pass
+
+
+def cmd_demo_origin(args: argparse.Namespace) -> int:
+    from .cli import configure_logging, run_async
+
+    configure_logging("info")
+
+    async def run() -> None:
+        runner = await _start_demo_origin(
+            args.listen, page_bytes=args.page_bytes, cache_control=args.cache_control,
+            change_interval=args.change_interval or None,
+        )
+        print(f"demo storefront on http://{args.listen}/", flush=True)
+        try:
+            await _wait_for_stop(args.duration)
+        finally:
+            await runner.cleanup()
+
+    run_async(run())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .cli import configure_logging, run_async
+    from .server import Edgecache
+
+    raw = read_toml(args.config) if args.config else dict(DEMO_SETTINGS)
+    overrides = {"origin": {"url": f"http://{args.origin_listen}"}, "server": {}}
+    if args.listen:
+        overrides["server"]["listen"] = args.listen
+    if args.admin_listen:
+        overrides["server"]["admin_listen"] = args.admin_listen
+    settings = build_settings(raw, overrides=overrides)
+    configure_logging("warning")
+
+    async def run() -> None:
+        origin = await _start_demo_origin(args.origin_listen)
+        edgecache = Edgecache(settings)
+        await edgecache.start()
+        try:
+            await _show_demo(settings.server.listen, settings.server.admin_listen, args.origin_listen)
+            await _wait_for_stop(args.duration)
+        finally:
+            await edgecache.stop()
+            await origin.cleanup()
+
+    run_async(run())
+    return 0
+
+
+async def _show_demo(listen: str, admin_listen: str, origin_listen: str) -> None:
+    """Print where to look, and show one miss and one hit."""
+    page = "/summit-duffel-1/p"
+    print(f"demo storefront (origin): http://{origin_listen}/")
+    print(f"edgecache (shoppers):     http://{listen}/")
+    print(f"admin figures:            http://{admin_listen}/stats  and /metrics")
+    async with aiohttp.ClientSession() as session:
+        for attempt in ("first", "second"):
+            async with session.get(f"http://{listen}{page}") as response:
+                await response.read()
+                print(f"GET {page} ({attempt}): {response.status} X-Cache: {response.headers.get('X-Cache')}"
+                      f"  Cache-Status: {response.headers.get('Cache-Status')}")
+    print(f"try: curl -sI http://{listen}{page}   (add ?anything to force a fresh page)")
+    print("press Ctrl-C to stop", flush=True)
+
+
+def _admin_request(method: str, url: str, *, token: str | None = None, body: Any = None) -> tuple[int, Any]:
+    async def send() -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with aiohttp.ClientSession() as session:
+            async with session.request(method, url, json=body, headers=headers) as response:
+                text = await response.text()
+                try:
+                    return response.status, json.loads(text)
+                except ValueError:
+                    return response.status, text
+
+    return asyncio.run(send())
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("EDGECACHE_ADMIN_TOKEN")
+    body: dict[str, Any] = {"soft": args.soft}
+    if args.all:
+        body["all"] = True
+    for flag, field in (("path", "paths"), ("prefix", "prefixes"), ("tag", "tags")):
+        if getattr(args, flag):
+            body[field] = getattr(args, flag)
+    try:
+        status, answer = _admin_request("POST", args.admin.rstrip("/") + "/purge", token=token, body=body)
+    except aiohttp.ClientError as exc:
+        print(f"edgecache: cannot reach the admin listener at {args.admin}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer) if not isinstance(answer, str) else answer)
+    return 0 if status == 200 else 1
+
+
+def format_stats(data: dict[str, Any]) -> str:
+    requests = data["requests"]
+    age = data["staleness"]["served_age_seconds"]
+    cache = data["cache"]
+    origin = data["origin"]
+    lines = [
+        f"uptime {data['uptime_seconds']:.0f} s   hit ratio {data['hit_ratio'] * 100:.1f} %   "
+        f"lookups {data['lookups']}",
+        "requests   " + "  ".join(f"{name} {requests[name]}" for name in requests),
+        f"cache      entries {cache['entries']}  bytes {cache['bytes']} / {cache['max_bytes']}  "
+        f"evictions {cache['evictions']}",
+        f"origin     requests {origin['requests']}  errors {origin['errors']}  timeouts {origin['timeouts']}  "
+        f"coalesced {origin['coalesced']}",
+        f"served age p50 {age['p50']:.0f} s  p90 {age['p90']:.0f} s  p99 {age['p99']:.0f} s  max {age['max']:.0f} s  "
+        f"stale served {data['staleness']['stale_served']}",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    url = args.admin.rstrip("/") + "/stats"
+    try:
+        while True:
+            status, data = _admin_request("GET", url)
+            if status != 200:
+                print(f"edgecache: {url} answered {status}", file=sys.stderr)
+                return 1
+            if args.watch:
+                print("\x1b[2J\x1b[H", end="")
+            print(format_stats(data), flush=True)
+            if not args.watch:
+                return 0
+            time.sleep(1)
+    except aiohttp.ClientError as exc:
+        print(f"edgecache: cannot reach the admin listener at {args.admin}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0

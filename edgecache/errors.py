@@ -1,0 +1,21 @@
+"""Exceptions raised by edgecache, under one root."""
+
+
+class EdgecacheError(Exception):
+    """Root of every exception edgecache raises on purpose."""
+
+
+class ConfigError(EdgecacheError, ValueError):
+    """An invalid setting; the message names the key, the value and what is allowed."""
+
+
+class OriginError(EdgecacheError, ConnectionError):
+    """The origin could not be reached or sent an invalid response."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class OriginTimeoutError(OriginError, TimeoutError):
+    """The origin did not answer within the configured timeout."""

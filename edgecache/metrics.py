@@ -1,0 +1,77 @@
+"""Prometheus exposition of Stats, through prometheus_client with a registry of our own.
+
+The collector reads the plain counters at scrape time, so the request path pays
+nothing for metrics beyond integer increments. Labels are bounded: outcome, rule
+name and reason word, never the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .stats import Histogram, Stats
+
+
+class StatsCollector(Collector):
+    def __init__(self, stats: Stats, cache_figures: Callable[[], dict[str, Any]]) -> None:
+        self.stats = stats
+        self.cache_figures = cache_figures
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats
+        requests = CounterMetricFamily("edgecache_requests", "Client requests by outcome and rule.",
+                                       labels=["outcome", "rule"])
+        for (outcome, rule), count in sorted(stats.requests.items()):
+            requests.add_metric([outcome, rule], count)
+        yield requests
+        reasons = CounterMetricFamily(
+            "edgecache_cache_skips", "Requests not served from the cache or responses not stored, by reason.",
+            labels=["reason"])
+        for reason, count in sorted(stats.reasons.items()):
+            reasons.add_metric([reason], count)
+        yield reasons
+        yield CounterMetricFamily("edgecache_lookups", "Requests that consulted the cache.", value=stats.lookups)
+        yield CounterMetricFamily("edgecache_origin_requests", "Requests sent to the origin.",
+                                  value=stats.origin_requests)
+        errors = CounterMetricFamily("edgecache_origin_errors", "Origin requests that failed, by reason.",
+                                     labels=["reason"])
+        for reason, count in sorted(stats.origin_errors.items()):
+            errors.add_metric([reason], count)
+        yield errors
+        yield CounterMetricFamily("edgecache_coalesced_requests", "Requests that waited for another's origin fetch.",
+                                  value=stats.coalesced)
+        yield CounterMetricFamily("edgecache_stale_served", "Responses served from a stale entry.",
+                                  value=stats.stale_served)
+        yield CounterMetricFamily("edgecache_response_bytes", "Body bytes sent to clients.",
+                                  value=stats.response_bytes)
+        yield _histogram("edgecache_served_age_seconds", "Age of entries served from the cache.", stats.served_age)
+        yield _histogram("edgecache_origin_fetch_seconds", "Time until the origin's response headers arrived.",
+                         stats.origin_seconds)
+        cache = self.cache_figures()
+        yield GaugeMetricFamily("edgecache_cache_entries", "Entries in the memory store.", value=cache["entries"])
+        yield GaugeMetricFamily("edgecache_cache_bytes", "Bytes held by the memory store.", value=cache["bytes"])
+        yield GaugeMetricFamily("edgecache_cache_max_bytes", "Configured bound of the memory store.",
+                                value=cache["max_bytes"])
+        yield CounterMetricFamily("edgecache_cache_evictions", "Entries evicted to stay within cache.max_bytes.",
+                                  value=cache["evictions"])
+        yield GaugeMetricFamily("edgecache_start_time_seconds", "Start time of the process since the epoch.",
+                                value=stats.started_at)
+
+
+def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, documentation, buckets=histogram.cumulative(), sum_value=histogram.sum)
+
+
+def build_registry(stats: Stats, cache_figures: Callable[[], dict[str, Any]]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(stats, cache_figures))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,124 @@
+"""Client responses: from a stored entry, from the origin, or for an error."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .conditional import is_not_modified, not_modified_headers, parse_single_range
+from .entry import Entry
+from .log import origin_logger
+from .origin import READ_CHUNK_BYTES, response_headers
+from .outcomes import X_CACHE, Outcome
+
+VIA = "1.1 edgecache"
+
+
+def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | None = None,
+                 stored: bool = False, fwd_status: int | None = None, vary_miss: bool = False) -> str:
+    """Return an RFC 9211 Cache-Status value for one response."""
+    parts = ["edgecache"]
+    if outcome is Outcome.HIT:
+        parts.append("hit")
+    elif outcome is Outcome.BYPASS:
+        parts.append("fwd=bypass")
+    elif outcome in (Outcome.STALE, Outcome.REVALIDATED):
+        parts.append("fwd=stale")
+    elif outcome is Outcome.MISS:
+        parts.append("fwd=vary-miss" if vary_miss else "fwd=uri-miss")
+    else:
+        parts.append("fwd=uri-miss")
+    if fwd_status is not None:
+        parts.append(f"fwd-status={fwd_status}")
+    if ttl is not None:
+        parts.append(f"ttl={int(ttl)}")
+    if stored:
+        parts.append("stored")
+    if reason:
+        parts.append(f"detail={reason}")
+    return "; ".join(parts)
+
+
+def decorate(headers: CIMultiDict[str], *, outcome: Outcome, status_value: str, age: int) -> None:
+    """Add the headers every edgecache response carries."""
+    headers["Age"] = str(age)
+    headers["X-Cache"] = X_CACHE[outcome]
+    headers["Cache-Status"] = status_value
+    via = headers.get("Via")
+    headers["Via"] = f"{via}, {VIA}" if via else VIA
+
+
+def from_entry(request: web.BaseRequest, entry: Entry, *, age: int, outcome: Outcome, status_value: str) -> web.Response:
+    """Build the response for a request served from a stored entry.
+
+    Applies the client's conditions (304) and a single byte range (206).
+    """
+    if is_not_modified(request.headers, entry.headers, entry.status):
+        headers = not_modified_headers(entry.headers)
+        decorate(headers, outcome=outcome, status_value=status_value, age=age)
+        return web.Response(status=304, headers=headers)
+    headers = CIMultiDict(entry.headers)
+    decorate(headers, outcome=outcome, status_value=status_value, age=age)
+    body = entry.body
+    byte_range = parse_single_range(request.headers.get("range"), len(body)) if entry.status == 200 else None
+    if byte_range is False:
+        headers["Content-Range"] = f"bytes */{len(body)}"
+        return web.Response(status=416, headers=headers)
+    if byte_range:
+        first, last = byte_range
+        headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
+        return web.Response(status=206, headers=headers, body=body[first:last + 1])
+    return web.Response(status=entry.status, headers=headers, body=body)
+
+
+def error_response(status: int, message: str, *, outcome: Outcome, status_value: str) -> web.Response:
+    headers: CIMultiDict[str] = CIMultiDict({"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"})
+    decorate(headers, outcome=outcome, status_value=status_value, age=0)
+    return web.Response(status=status, headers=headers, text=message + "\n")
+
+
+def buffered_response(upstream: aiohttp.ClientResponse, body: bytes, *, outcome: Outcome,
+                      status_value: str, strip: tuple[str, ...] = ()) -> web.Response:
+    headers = response_headers(upstream.headers)
+    for name in strip:
+        headers.popall(name, None)
+    headers.popall("Age", None)
+    decorate(headers, outcome=outcome, status_value=status_value, age=0)
+    return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=body)
+
+
+async def stream_response(request: web.BaseRequest, upstream: aiohttp.ClientResponse, *, outcome: Outcome,
+                          status_value: str, prefix: bytes = b"", strip: tuple[str, ...] = ()) -> web.StreamResponse:
+    """Stream an origin response to the client without buffering it whole.
+
+    Once the headers are sent, an origin failure cannot become an error response, so
+    the client connection is aborted and the client sees a truncated transfer.
+    """
+    headers = response_headers(upstream.headers)
+    for name in strip:
+        headers.popall(name, None)
+    age = upstream.headers.get("Age", "0")
+    decorate(headers, outcome=outcome, status_value=status_value, age=int(age) if age.isdigit() else 0)
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    if upstream.content_length is not None:
+        response.content_length = upstream.content_length
+    await response.prepare(request)
+    try:
+        if prefix:
+            await response.write(prefix)
+        async for chunk in upstream.content.iter_chunked(READ_CHUNK_BYTES):
+            await response.write(chunk)
+        await response.write_eof()
+    except asyncio.CancelledError:
+        raise
+    except (aiohttp.ClientPayloadError, aiohttp.ClientOSError, aiohttp.ServerDisconnectedError,
+            asyncio.TimeoutError) as exc:
+        origin_logger.warning("origin failed mid-body for %s: %r; aborting the client connection", request.path, exc)
+        if request.transport is not None:
+            request.transport.abort()
+    except ConnectionResetError:
+        pass  # The client went away; nothing is stored from a stream.
+    return response

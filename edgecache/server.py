@@ -1,0 +1,137 @@
+"""Wiring: the store, the origin client, the proxy and admin listeners, start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from .admin import create_admin_app
+from .config import Settings
+from .key import canonical_path
+from .log import server_logger
+from .origin import OriginClient
+from .proxy import Proxy
+from .stats import Stats
+from .store import MemoryStore
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Edgecache:
+    """One edgecache instance: a proxy listener and an admin listener sharing one store."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.admin_token = settings.admin_token()
+        self.stats = Stats()
+        self.store = MemoryStore(max_bytes=settings.cache.max_bytes, max_variants=settings.cache.max_variants)
+        self.origin = OriginClient(settings.origin)
+        self.proxy = Proxy(settings, store=self.store, origin=self.origin, stats=self.stats, clock=clock)
+        self.registry: CollectorRegistry | None = None
+        self._runners: list[web.BaseRunner] = []
+        self.proxy_port = 0
+        self.admin_port = 0
+
+    def __repr__(self) -> str:
+        return f"<Edgecache origin={self.settings.origin.url} proxy_port={self.proxy_port} store={self.store!r}>"
+
+    def uptime(self) -> float:
+        return time.time() - self.stats.started_at
+
+    def cache_figures(self) -> dict[str, Any]:
+        return {
+            "entries": len(self.store),
+            "bytes": self.store.bytes,
+            "max_bytes": self.store.max_bytes,
+            "evictions": self.store.evictions,
+            "variant_evictions": self.store.variant_evictions,
+            "max_variants": self.store.max_variants,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.stats.snapshot(cache=self.cache_figures())
+
+    def purge(self, *, paths: list[str], prefixes: list[str], tags: list[str], purge_all: bool,
+              soft: bool) -> dict[str, Any]:
+        """Purge entries; paths and prefixes are canonicalized as request paths are."""
+        now = self.clock()
+        key_settings = self.settings.key
+        canonical = [canonical_path(path, fold_trailing_slash=key_settings.fold_trailing_slash,
+                                    fold_case=key_settings.fold_case) for path in paths]
+        # A prefix keeps its trailing slash, so "/shoes/" does not also purge "/shoes-sale".
+        canonical_prefixes = [canonical_path(prefix, fold_case=key_settings.fold_case) for prefix in prefixes]
+        if purge_all:
+            count = self.store.purge_all(soft=soft, now=now)
+        else:
+            count = (self.store.purge_paths(canonical, soft=soft, now=now)
+                     + self.store.purge_prefixes(canonical_prefixes, soft=soft, now=now)
+                     + self.store.purge_tags(tags, soft=soft, now=now))
+        return {"purged": count, "soft": soft}
+
+    async def start(self) -> None:
+        """Open the origin pool and both listeners; ports of 0 pick free ones."""
+        await self.origin.start()
+        server = web.Server(
+            self.proxy.handle,
+            max_line_size=self.settings.server.max_line_size,
+            max_field_size=self.settings.server.max_field_size,
+            access_log=None,
+        )
+        proxy_runner = web.ServerRunner(server, handle_signals=False, access_log=None)
+        admin_runner = web.AppRunner(create_admin_app(self), handle_signals=False, access_log=None)
+        for runner, listen in ((proxy_runner, self.settings.server.listen),
+                               (admin_runner, self.settings.server.admin_listen)):
+            await runner.setup()
+            host, port = split_host_port(listen)
+            site = web.TCPSite(runner, host, port, reuse_address=True,
+                               shutdown_timeout=self.settings.server.shutdown_timeout)
+            await site.start()
+            self._runners.append(runner)
+        self.proxy_port = _bound_port(proxy_runner)
+        self.admin_port = _bound_port(admin_runner)
+        server_logger.info("edgecache listening on %s (admin %s), origin %s",
+                           self.settings.server.listen, self.settings.server.admin_listen, self.settings.origin.url)
+
+    async def stop(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        await self.proxy.close()
+        await self.origin.close()
+        server_logger.info("edgecache stopped")
+
+
+def _bound_port(runner: web.BaseRunner) -> int:
+    for address in runner.addresses:
+        return int(address[1])
+    return 0
+
+
+async def serve_forever(edgecache: Edgecache, *, duration: float | None = None) -> None:
+    """Run until SIGTERM or SIGINT (or `duration` seconds), then stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await edgecache.start()
+    try:
+        if duration is None:
+            await stop.wait()
+        else:
+            await asyncio.wait_for(stop.wait(), duration)
+    except TimeoutError:
+        pass
+    finally:
+        server_logger.info("stopping: finishing in-flight requests (up to %.0f s)",
+                           edgecache.settings.server.shutdown_timeout)
+        await edgecache.stop()
