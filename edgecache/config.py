@@ -193,9 +193,9 @@ def _one_of(*choices: str) -> Check:
 
 def _host_port(value: Any) -> str | None:
     host, sep, port = value.rpartition(":")
-    if sep and host and port.isdigit() and 0 < int(port) < 65536:
+    if sep and host and port.isdigit() and 0 <= int(port) < 65536:
         return None
-    return "HOST:PORT with a port from 1 to 65535"
+    return "HOST:PORT with a port from 0 to 65535 (0 picks a free port)"
 
 
 def _http_url(value: Any) -> str | None:
