@@ -1,7 +1,7 @@
 """The admin listener: figures, health, purges and inventory events for operators.
 
 Reading endpoints are open (the listener binds to loopback by default). Purges and
-inventory events need the bearer token; with no token configured they answer 403.
+inventory events need the bearer token; with no token configured they return 403.
 `POST /stats/reset` needs the token only when one is configured, so a load tester
 on a default loopback setup can reset figures between runs.
 """

@@ -16,7 +16,7 @@ from aiohttp import web
 from .config import build_settings, read_toml
 
 # The demo's settings: product pages for 30 s, category pages for 60 s, static files
-# as their Cache-Control says.
+# for an hour unless their Cache-Control sets a lifetime.
 DEMO_SETTINGS: dict[str, Any] = {
     "rules": [
         {"name": "product", "match": "/*/p", "ttl": 30, "stale_while_revalidate": 10},
@@ -171,7 +171,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         while True:
             status, data = _admin_request("GET", url)
             if status != 200:
-                print(f"edgecache: {url} answered {status}", file=sys.stderr)
+                print(f"edgecache: {url} returned status {status}", file=sys.stderr)
                 return 1
             if args.watch:
                 print("\x1b[2J\x1b[H", end="")

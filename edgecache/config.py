@@ -1,7 +1,7 @@
 """Settings: a TOML file, then EDGECACHE_<SECTION>_<KEY> variables, then flags.
 
 Each layer overrides the one before it. Every value is checked once, here, so the
-rest of the program can trust its settings; an invalid one raises ConfigError with
+rest of the program can trust its settings. An invalid value raises ConfigError with
 a single line naming the key, the value and what is allowed.
 """
 
@@ -32,7 +32,7 @@ class ServerSettings:
     log_level: str = "info"
     # Seconds that in-flight requests get to finish after SIGTERM.
     shutdown_timeout: float = 10.0
-    # Longest request line and longest header field accepted, in bytes (414 and 431 above).
+    # Maximum request line and header field sizes in bytes; longer ones get 414 and 431.
     max_line_size: int = 8190
     max_field_size: int = 8190
 

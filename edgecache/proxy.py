@@ -56,7 +56,7 @@ class Lookup:
 
 
 class Proxy:
-    """Answers client requests from the store or the origin."""
+    """Serves client requests from the store or the origin."""
 
     def __init__(self, settings: Settings, *, store: MemoryStore, origin: OriginClient, stats: Stats,
                  clock: Callable[[], float] = time.time) -> None:
@@ -246,7 +246,7 @@ class Proxy:
 
     async def _forward(self, request: web.BaseRequest, context: RequestContext, outcome: Outcome,
                        reason: Reason) -> web.StreamResponse:
-        """Send a request to the origin as it is and stream the answer; the cache is not touched."""
+        """Send a request to the origin unchanged and stream the response back, bypassing the cache."""
         context.outcome, context.reason = outcome, reason
         headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=False)
         data = request.content if request.body_exists else None
@@ -262,7 +262,7 @@ class Proxy:
             upstream.release()
 
     async def _pass_through(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        """Forward an unsafe method; a 2xx or 3xx answer invalidates its paths (RFC 9111 section 4.4)."""
+        """Forward an unsafe method. A 2xx or 3xx response invalidates its paths (RFC 9111 section 4.4)."""
         response = await self._forward(request, context, Outcome.BYPASS, Reason.METHOD)
         if request.method in UNSAFE_METHODS and 200 <= response.status < 400:
             paths = {self._canonical(request.raw_path)}
