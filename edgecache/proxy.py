@@ -217,9 +217,11 @@ class Proxy:
             return self._fail(context, 504, error.reason, str(error))
         return self._fail(context, 502, error.reason, str(error))
 
-    def _fail(self, context: RequestContext, status: int, reason: str, message: str) -> web.Response:
+    def _fail(self, context: RequestContext, status: int, reason: str, message: str, *,
+              forwarded: Outcome = Outcome.ERROR) -> web.Response:
+        """Answer with an error; `forwarded` names why the request went to the origin (Cache-Status fwd)."""
         context.outcome, context.reason = Outcome.ERROR, reason
-        status_value = cache_status(Outcome.ERROR, reason=reason)
+        status_value = cache_status(forwarded, reason=reason)
         return error_response(status, message, outcome=Outcome.ERROR, status_value=status_value)
 
     def _refresh_in_background(self, request: web.BaseRequest, lookup: Lookup) -> None:
@@ -258,7 +260,7 @@ class Proxy:
             upstream = await self.fetcher.send(request.method, request.raw_path, headers, data=data)
         except OriginError as exc:
             status = 504 if isinstance(exc, TimeoutError) else 502
-            return self._fail(context, status, exc.reason, str(exc))
+            return self._fail(context, status, exc.reason, str(exc), forwarded=outcome)
         try:
             status_value = cache_status(outcome, reason=reason)
             return await stream_response(request, upstream, outcome=outcome, status_value=status_value)

@@ -6,7 +6,7 @@ import aiohttp
 from aiohttp import web
 
 from conftest import proxy_url
-from raw_http import raw_request
+from helpers import raw_request
 
 
 async def test_query_bypasses_cache(origin, edgecache) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from raw_http import FakeClock, raw_request
+from helpers import FakeClock, raw_request
 
 HOP_BY_HOP_REQUEST = {
     "Connection": "close, X-Hop-Named",

@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from conftest import proxy_url
-from raw_http import raw_request
+from helpers import raw_request
 
 VARIANTS = ["/shoe/p", "//shoe/p", "/a/../shoe/p", "/%73hoe/p", "/./shoe/p", "/shoe//p"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raw_http import FakeClock, raw_request
+from helpers import FakeClock, raw_request
 
 PRODUCT_RULE = {"name": "product", "match": "/*/p", "ttl": 30}
 

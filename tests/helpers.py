@@ -1,4 +1,4 @@
-"""A minimal HTTP/1.1 client over a raw socket, for request targets aiohttp would normalize.
+"""Test helpers: a raw-socket HTTP client, a fake clock, free ports and a bounded wait.
 
 aiohttp's client rewrites `//shoe/p`, `/a/../shoe/p` and a bare `?` before sending,
 so tests of the canonical path and of absolute-form targets send bytes themselves.
@@ -7,6 +7,8 @@ so tests of the canonical path and of absolute-form targets send bytes themselve
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from multidict import CIMultiDict
@@ -30,6 +32,20 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def free_port() -> int:
+    """Return a loopback port that nothing listens on (closed right after binding)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_until(condition: Callable[[], bool], *, timeout: float = 5.0) -> None:
+    """Yield to the loop until `condition()` holds; fail after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.001)
 
 
 async def raw_request(port: int, target: str, *, method: str = "GET", host: str = "127.0.0.1",
