@@ -219,7 +219,7 @@ class Proxy:
 
     def _fail(self, context: RequestContext, status: int, reason: str, message: str, *,
               forwarded: Outcome = Outcome.ERROR) -> web.Response:
-        """Answer with an error; `forwarded` names why the request went to the origin (Cache-Status fwd)."""
+        """Build an error response; `forwarded` is why the request went to the origin (Cache-Status fwd)."""
         context.outcome, context.reason = Outcome.ERROR, reason
         status_value = cache_status(forwarded, reason=reason)
         return error_response(status, message, outcome=Outcome.ERROR, status_value=status_value)

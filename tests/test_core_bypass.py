@@ -53,7 +53,7 @@ async def test_bare_question_mark_bypasses(origin, edgecache) -> None:
     assert response.headers["Cache-Status"] == "edgecache; fwd=bypass; detail=query"
     assert origin.count() == 2
     assert len(edgecache.store) == 1
-    # NOTE: aiohttp's client drops an empty query, so the origin sees the path alone.
+    # yarl drops an empty query, so the origin receives the path without the "?".
     assert targets == ["/shoe/p", "/shoe/p"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
@@ -173,3 +174,40 @@ async def test_access_log_off(origin, make_edgecache, caplog) -> None:
         await raw_request(edgecache.proxy_port, "/a/p")
 
     assert [r for r in caplog.records if r.name == "edgecache.access"] == []
+
+
+async def test_stats_origin_failures(origin, make_edgecache, client) -> None:
+    edgecache = await make_edgecache(origin.url, {"origin": {"read_timeout": 0.2}})
+    origin.gate = asyncio.Event()
+    try:
+        timed_out = await raw_request(edgecache.proxy_port, "/a/p")
+    finally:
+        origin.gate.set()
+    origin.script("/b/p", status=503, headers={"Cache-Control": "max-age=60"})
+    await raw_request(edgecache.proxy_port, "/b/p")
+    stats = await get_json(client, admin_url(edgecache, "/stats"))
+
+    assert timed_out.status == 504
+    assert stats["requests"]["error"] == 1
+    assert stats["requests"]["miss"] == 1
+    assert stats["origin"]["requests"] == 2
+    assert stats["origin"]["errors"] == 1
+    assert stats["origin"]["timeouts"] == 1
+    assert stats["reasons"] == {"origin-timeout": 1, "status": 1}
+    assert stats["hit_ratio"] == 0
+
+
+async def test_stats_stale_served(origin, make_edgecache, client) -> None:
+    clock = FakeClock()
+    edgecache = await make_edgecache(origin.url, clock=clock)
+    await raw_request(edgecache.proxy_port, "/a/p")
+    clock.advance(90)
+    origin.script("/a/p", status=500)
+    stale = await raw_request(edgecache.proxy_port, "/a/p")
+    stats = await get_json(client, admin_url(edgecache, "/stats"))
+
+    assert stale.headers["X-Cache"] == "STALE"
+    assert stats["requests"]["stale"] == 1
+    assert stats["hit_ratio"] == 0.5
+    assert stats["staleness"]["stale_served"] == 1
+    assert stats["staleness"]["served_age_seconds"]["max"] == 90
