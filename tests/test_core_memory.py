@@ -75,3 +75,23 @@ async def test_object_at_limit_stored(origin, make_edgecache) -> None:
 
     assert response.headers["X-Cache"] == "HIT"
     assert response.body == BODY
+
+
+async def test_small_chunked_response_stored(origin, edgecache) -> None:
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Cache-Control": "max-age=60"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"first ")
+        await response.write(b"second")
+        await response.write_eof()
+        return response
+
+    origin.handler("/a/p", chunked)
+    miss = await raw_request(edgecache.proxy_port, "/a/p")
+    hit = await raw_request(edgecache.proxy_port, "/a/p")
+
+    assert miss.body == b"first second"
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.headers["Content-Length"] == "12"
+    assert hit.body == b"first second"
