@@ -346,7 +346,7 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
         if key not in fields:
             raise ConfigError(f"{name}: unknown setting {section}.{key}; allowed: {', '.join(fields)}")
-        layer.setdefault(section, {})[key] = _parse_env_value(f"{section}.{key}", fields[key], text)
+        layer.setdefault(section, {})[key] = _parse_env_value(name, fields[key], text)
     return layer
 
 

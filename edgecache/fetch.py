@@ -24,7 +24,7 @@ from .errors import OriginError
 from .extract import extract_claims
 from .freshness import compute_freshness
 from .key import CacheKey
-from .log import cache_logger
+from .log import RateLimitedWarning, cache_logger, origin_logger
 from .origin import OriginClient, read_body
 from .outcomes import Reason
 from .stats import Stats
@@ -70,6 +70,7 @@ class Fetcher:
         self._strip = () if settings.tags.keep_header else (settings.tags.header,)
         # Called with an entry's tags and its request time; True refuses to store it as fresh.
         self.is_fenced: Callable[[frozenset[str], float], bool] = lambda tags, request_time: False
+        self._failures = RateLimitedWarning(origin_logger)
 
     async def send(self, method: str, raw_path: str, headers: CIMultiDict[str], *,
                    data: object = None) -> aiohttp.ClientResponse:
@@ -79,6 +80,7 @@ class Fetcher:
             upstream = await self.origin.request(method, raw_path, headers, data=data)
         except OriginError as exc:
             self.stats.record_origin(time.perf_counter() - started, exc.reason)
+            self._failures.warning(exc.reason, "%s %s failed: %s", method, raw_path, exc)
             raise
         self.stats.record_origin(time.perf_counter() - started)
         return upstream

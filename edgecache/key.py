@@ -38,6 +38,22 @@ def canonical_path(raw_path: str, *, fold_trailing_slash: bool = False, fold_cas
     return path
 
 
+def origin_form(target: str) -> str:
+    """Return the path and query of a request target, dropping an absolute-form's scheme and host.
+
+    The host named in an absolute-form target (`GET http://other.example/p`) never
+    selects the origin or the site (RFC 9112 section 3.2.2 lets a server ignore it).
+    """
+    if target.startswith("/"):
+        return target
+    scheme, separator, rest = target.partition("://")
+    if not separator or "/" in scheme:
+        return "/" + target
+    authority_end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    path = rest[authority_end:]
+    return path if path.startswith("/") else "/" + path
+
+
 @dataclass(frozen=True, slots=True)
 class CacheKey:
     """The identity of a cached resource before its Vary part."""

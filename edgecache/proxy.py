@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from .cache_control import parse_cache_control
 from .coalesce import Coalescer, Flight, FlightResult, FlightStatus
@@ -21,7 +22,7 @@ from .config import Rule, Settings
 from .entry import Entry, store_key
 from .errors import OriginError
 from .fetch import Fetched, FetchKind, Fetcher
-from .key import CacheKey, build_key, canonical_path
+from .key import CacheKey, build_key, canonical_path, origin_form
 from .log import access_logger
 from .origin import ForwardContext, OriginClient, forward_headers
 from .outcomes import Outcome, Reason
@@ -79,6 +80,8 @@ class Proxy:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         context = RequestContext()
+        if not request.raw_path.startswith("/"):
+            request = request.clone(rel_url=URL(origin_form(request.raw_path), encoded=True))
         if request.method not in ("GET", "HEAD"):
             response = await self._pass_through(request, context)
         elif "?" in request.raw_path:
@@ -163,8 +166,9 @@ class Proxy:
         headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=True)
         try:
             try:
+                # The origin gets the canonical path, so the entry is what the key names.
                 fetched = await self.fetcher.fetch(
-                    request.raw_path, headers, rule=lookup.rule, key=lookup.key, entry=lookup.entry,
+                    canonical_path(request.raw_path), headers, rule=lookup.rule, key=lookup.key, entry=lookup.entry,
                     authorization="authorization" in request.headers,
                 )
             except OriginError as exc:
@@ -213,9 +217,11 @@ class Proxy:
             return self._fail(context, 504, error.reason, str(error))
         return self._fail(context, 502, error.reason, str(error))
 
-    def _fail(self, context: RequestContext, status: int, reason: str, message: str) -> web.Response:
+    def _fail(self, context: RequestContext, status: int, reason: str, message: str, *,
+              forwarded: Outcome = Outcome.ERROR) -> web.Response:
+        """Build an error response; `forwarded` is why the request went to the origin (Cache-Status fwd)."""
         context.outcome, context.reason = Outcome.ERROR, reason
-        status_value = cache_status(Outcome.ERROR, reason=reason)
+        status_value = cache_status(forwarded, reason=reason)
         return error_response(status, message, outcome=Outcome.ERROR, status_value=status_value)
 
     def _refresh_in_background(self, request: web.BaseRequest, lookup: Lookup) -> None:
@@ -225,7 +231,7 @@ class Proxy:
             return
         flight, _ = self.coalescer.acquire(flight_key)
         headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=True)
-        task = asyncio.create_task(self._refresh(flight, request.raw_path, headers, lookup,
+        task = asyncio.create_task(self._refresh(flight, canonical_path(request.raw_path), headers, lookup,
                                                  "authorization" in request.headers))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -254,7 +260,7 @@ class Proxy:
             upstream = await self.fetcher.send(request.method, request.raw_path, headers, data=data)
         except OriginError as exc:
             status = 504 if isinstance(exc, TimeoutError) else 502
-            return self._fail(context, status, exc.reason, str(exc))
+            return self._fail(context, status, exc.reason, str(exc), forwarded=outcome)
         try:
             status_value = cache_status(outcome, reason=reason)
             return await stream_response(request, upstream, outcome=outcome, status_value=status_value)

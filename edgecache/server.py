@@ -87,14 +87,16 @@ class Edgecache:
             max_field_size=self.settings.server.max_field_size,
             access_log=None,
         )
-        proxy_runner = web.ServerRunner(server, handle_signals=False, access_log=None)
-        admin_runner = web.AppRunner(create_admin_app(self), handle_signals=False, access_log=None)
+        shutdown_timeout = self.settings.server.shutdown_timeout
+        proxy_runner = web.ServerRunner(server, handle_signals=False, access_log=None,
+                                        shutdown_timeout=shutdown_timeout)
+        admin_runner = web.AppRunner(create_admin_app(self), handle_signals=False, access_log=None,
+                                     shutdown_timeout=shutdown_timeout)
         for runner, listen in ((proxy_runner, self.settings.server.listen),
                                (admin_runner, self.settings.server.admin_listen)):
             await runner.setup()
             host, port = split_host_port(listen)
-            site = web.TCPSite(runner, host, port, reuse_address=True,
-                               shutdown_timeout=self.settings.server.shutdown_timeout)
+            site = web.TCPSite(runner, host, port, reuse_address=True)
             await site.start()
             self._runners.append(runner)
         self.proxy_port = _bound_port(proxy_runner)
