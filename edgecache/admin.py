@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .explain import explain
+from .key import build_key
 from .log import admin_logger
 from .metrics import build_registry, render
 
@@ -83,6 +85,25 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
+async def entries(request: web.Request) -> web.Response:
+    """Explain what is stored for `?path=` and what a GET of it would get (`host` and `cookie` optional)."""
+    raw_path = request.query.get("path", "")
+    if not raw_path:
+        return json_error(400, "missing query parameter 'path', for example /entries?path=/summit-duffel-1/p")
+    if not raw_path.startswith("/"):
+        raw_path = "/" + raw_path
+    cookies = dict(item.partition("=")[::2] for item in request.query.getall("cookie", []))
+    edgecache = request.app[EDGECACHE_KEY]
+    settings = edgecache.settings
+    key = build_key(raw_path, request.query.get("host"), cookies, settings=settings.key,
+                    default_site=settings.site_host,
+                    allowed_hosts=tuple(host.lower() for host in settings.site.allowed_hosts))
+    found = edgecache.store.variants_of(key)
+    document = explain(raw_path, str(key), found, edgecache.clock(), rule=settings.rule_for(key.path),
+                       has_query="?" in raw_path)
+    return json_response(document)
+
+
 PURGE_FIELDS = {"paths", "prefixes", "tags", "all", "soft"}
 
 
@@ -123,5 +144,6 @@ def create_admin_app(edgecache: Edgecache) -> web.Application:
     app.router.add_get("/stats", stats)
     app.router.add_post("/stats/reset", stats_reset)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/entries", entries)
     app.router.add_post("/purge", purge)
     return app

@@ -12,8 +12,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from .config import build_settings, read_toml
+from .explain import format_explanation
 
 # The demo's settings: product pages for 30 s, category pages for 60 s, static files
 # as their Cache-Control says.
@@ -184,3 +186,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def explain_query(url: str) -> dict[str, str]:
+    """Return the /entries query for a proxy URL or a bare path."""
+    parsed = URL(url)
+    if not parsed.is_absolute():
+        return {"path": url if url.startswith("/") else "/" + url}
+    query = {"path": parsed.raw_path_qs}
+    if parsed.raw_host:
+        query["host"] = parsed.raw_host if parsed.explicit_port is None else f"{parsed.raw_host}:{parsed.explicit_port}"
+    return query
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    url = URL(args.admin.rstrip("/") + "/entries").with_query(explain_query(args.url))
+    try:
+        status, document = _admin_request("GET", str(url))
+    except aiohttp.ClientError as exc:
+        print(f"edgecache: cannot reach the admin listener at {args.admin}: {exc}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"edgecache: {url} answered {status}: {document}", file=sys.stderr)
+        return 1
+    print(json.dumps(document, indent=2) if args.json else format_explanation(document))
+    return 0
