@@ -13,7 +13,7 @@ from .entry import Entry
 
 
 def decide(entry: Entry | None, now: float, *, has_query: bool = False) -> tuple[str, str]:
-    """Return the outcome a plain GET would get at `now`, and explanation."""
+    """Return the outcome a plain GET would get at `now`, and the explanation of that outcome."""
     if has_query:
         return "bypass", "the request has a query string, so it is forwarded and never stored"
     if entry is None:

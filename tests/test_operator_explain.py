@@ -106,8 +106,10 @@ async def test_entries_path_required(edgecache, client) -> None:
     assert body["error"].startswith("missing query parameter 'path'")
 
 
-async def test_explain_command_text(origin, edgecache, client, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_explain_command_text(origin, make_edgecache, client, clock,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
     origin.script("/shoe/p", headers={"Cache-Control": "max-age=60", "ETag": ETAG})
+    edgecache = await make_edgecache(origin.url, clock=clock)
     await _get(client, proxy_url(edgecache, "/shoe/p"))
     code = await asyncio.to_thread(main, ["explain", proxy_url(edgecache, "/shoe/p"),
                                           "--admin", admin_url(edgecache, "")])
