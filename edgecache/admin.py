@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from .server import Edgecache
 
 EDGECACHE_KEY: web.AppKey["Edgecache"] = web.AppKey("edgecache")
+# The dashboard's page, script and style sheet; it needs nothing from the internet.
+STATIC_DIR = Path(__file__).parent / "admin_static"
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -58,6 +61,10 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | web.Respons
     if not isinstance(body, (dict, list)):
         return json_error(400, "body must be a JSON object")
     return body  # type: ignore[return-value]
+
+
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -140,6 +147,8 @@ def create_admin_app(edgecache: Edgecache) -> web.Application:
     app = web.Application()
     app[EDGECACHE_KEY] = edgecache
     edgecache.registry = build_registry(edgecache.stats, edgecache.cache_figures)
+    app.router.add_get("/", dashboard)
+    app.router.add_static("/static/", STATIC_DIR)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     app.router.add_post("/stats/reset", stats_reset)

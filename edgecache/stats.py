@@ -67,6 +67,11 @@ class Histogram:
         rank = max(1, math.ceil(q * len(ordered)))
         return ordered[rank - 1]
 
+    def counts_by_bound(self) -> list[dict[str, Any]]:
+        """Return the count of each bucket on its own (not cumulative), with its upper bound."""
+        return [{"le": "+Inf" if math.isinf(bound) else bound, "count": count}
+                for bound, count in zip(self.bounds, self.counts)]
+
     def cumulative(self) -> list[tuple[str, int]]:
         """Return Prometheus buckets: (upper bound as text, cumulative count)."""
         total = 0
@@ -181,6 +186,7 @@ class Stats:
                     "p90": age.quantile(0.9),
                     "p99": age.quantile(0.99),
                     "max": age.max,
+                    "buckets": age.counts_by_bound(),
                 },
                 "stale_served": self.stale_served,
             },
