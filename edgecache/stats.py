@@ -120,17 +120,16 @@ class Stats:
     def record_recent(self, outcome: Outcome, key: str | None, path: str) -> None:
         """Add a request to the rolling counts and the top lists.
 
-        `key` is the cache key for requests that consulted the cache, else None;
-        `path` is the request path without its query, so query bypasses group by path.
+        `key` is the cache key of a request that consulted the cache, else None. A
+        bypassed request counts under `path`, its path without the query, so query
+        bypasses group by path.
         """
         now = self.clock()
         self.rolling.add(_OUTCOME_FIELDS[outcome], now)
         if key is not None:
             self.rolling.add(_LOOKUPS_FIELD, now)
             self.top_requested.add(key)
-        else:
-            self.top_requested.add(path)
-        if outcome is Outcome.BYPASS:
+        elif outcome is Outcome.BYPASS:
             self.top_bypassed.add(path)
 
     def record_fetch(self, key: str) -> None:

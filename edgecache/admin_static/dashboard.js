@@ -106,6 +106,13 @@ function drawTimeChart(svg, layers, options) {
       children.push(svgElement("polygon", { class: "series", points: points.concat(base).join(" "), fill: color, "fill-opacity": 0.85 }));
     } else {
       children.push(svgElement("polyline", { class: "series", points: points.join(" "), fill: "none", stroke: color, "stroke-width": 2 }));
+      // A bucket between two empty ones has no line to show it, so it gets a dot.
+      for (let i = 0; i < count; i += 1) {
+        const value = stacked[index][i];
+        if (value !== null && (i === 0 || stacked[index][i - 1] === null) && (i === count - 1 || stacked[index][i + 1] === null)) {
+          children.push(svgElement("circle", { class: "series", cx: x(i), cy: y(value), r: 3, fill: color }));
+        }
+      }
     }
   }
   svg.replaceChildren(...children);
@@ -175,7 +182,8 @@ function renderTiles(stats) {
   $("latency-sub").textContent = quantileText(origin);
   const age = stats.staleness.served_age_seconds;
   setBig("age", ...duration(age.p90));
-  $("age-sub").textContent = `p50 ${duration(age.p50).join(" ")} · max ${duration(age.max).join(" ")}`;
+  $("age-sub").textContent = `p50 ${duration(age.p50).join(" ")} · max ${duration(age.max).join(" ")} · ` +
+    `${number(stats.staleness.stale_served, 0)} served stale`;
   renderStalenessTiles(stats.staleness);
 }
 
@@ -236,7 +244,8 @@ function renderCharts(stats) {
 function renderPanels(stats) {
   const cache = stats.cache;
   const share = cache.max_bytes ? cache.bytes / cache.max_bytes : 0;
-  $("fill-bar").style.width = (share * 100).toFixed(2) + "%";
+  // A non-empty cache keeps a visible sliver, however small its share of the limit.
+  $("fill-bar").style.width = cache.bytes ? `max(3px, ${(share * 100).toFixed(2)}%)` : "0";
   fillFigures("fill", [
     ["entries", number(cache.entries, 0)],
     ["bytes", `${bytes(cache.bytes)} of ${bytes(cache.max_bytes)} (${number(share * 100, 1)} %)`],
@@ -245,13 +254,6 @@ function renderPanels(stats) {
   ]);
   const origin = stats.origin;
   $("origin-sub").textContent = `${number(origin.requests, 0)} requests · ${number(origin.errors, 0)} errors · ${number(origin.coalesced, 0)} coalesced`;
-  const staleness = stats.staleness;
-  fillFigures("staleness", [
-    ["stale responses", number(staleness.stale_served, 0)],
-    ["served age max", duration(staleness.served_age_seconds.max).join(" ")],
-    ["inventory lag", staleness.inventory_lag_seconds === undefined ? "no data" : $("lag").textContent],
-    ["known-stale responses", knownStale(staleness) === null ? "no data" : number(knownStale(staleness).total, 0)],
-  ]);
   fillTop("top-bypassed", stats.top.bypassed);
   fillTop("top-fetched", stats.top.origin_fetches);
   fillTop("top-requested", stats.top.requested);
