@@ -164,7 +164,29 @@ def format_stats(data: dict[str, Any]) -> str:
         f"served age p50 {age['p50']:.0f} s  p90 {age['p90']:.0f} s  p99 {age['p99']:.0f} s  max {age['max']:.0f} s  "
         f"stale served {data['staleness']['stale_served']}",
     ]
+    lines += _format_rolling(data.get("rolling", {}))
+    for title, name in (("bypassed", "bypassed"), ("fetched", "origin_fetches")):
+        items = data.get("top", {}).get(name, [])[:TOP_LINES]
+        if items:
+            lines.append(f"{title:<11}" + "  ".join(f"{item['key']} {item['count']}" for item in items))
     return "\n".join(lines)
+
+
+# Keys shown per top list in the terminal; /stats has the whole list.
+TOP_LINES = 3
+
+
+def _format_rolling(rolling: dict[str, Any]) -> list[str]:
+    lines = []
+    for name in ("1m", "5m"):
+        window = rolling.get(name)
+        if window is None:
+            continue
+        ratio = "-" if window["hit_ratio"] is None else f"{window['hit_ratio'] * 100:.1f} %"
+        rates = window["requests_per_second"]
+        lines.append(f"last {name:<6}{rates['total']:.1f} req/s   hit ratio {ratio}   "
+                     + "  ".join(f"{outcome} {rate:.1f}/s" for outcome, rate in rates.items() if outcome != "total"))
+    return lines
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

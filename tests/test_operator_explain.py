@@ -118,3 +118,18 @@ async def test_explain_command_text(origin, make_edgecache, client, clock,
     assert "stored    yes" in output
     assert f"etag      {ETAG}" in output
     assert "decision  hit: the entry is fresh for 60 s more" in output
+
+
+async def test_stats_command_rolling(origin, make_edgecache, client, clock,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    edgecache = await make_edgecache(origin.url, clock=clock)
+    await _get(client, proxy_url(edgecache, "/shoe/p"))
+    await _get(client, proxy_url(edgecache, "/shoe/p?color=red"))
+    clock.now += 10
+    await _get(client, proxy_url(edgecache, "/shoe/p"))
+    code = await asyncio.to_thread(main, ["stats", "--admin", admin_url(edgecache, "")])
+    assert code == 0
+    output = capsys.readouterr().out
+    assert "last 1m    0.3 req/s   hit ratio 50.0 %   hit 0.1/s  miss 0.1/s  bypass 0.1/s" in output
+    assert "bypassed   /shoe/p 1" in output
+    assert f"fetched    {edgecache.settings.site_host}/shoe/p 1" in output
