@@ -229,7 +229,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"edgecache: cannot reach the admin listener at {args.admin}: {exc}", file=sys.stderr)
         return 1
     if status != 200:
-        print(f"edgecache: {url} answered {status}: {document}", file=sys.stderr)
+        print(f"edgecache: {url} returned status {status}: {document}", file=sys.stderr)
         return 1
     print(json.dumps(document, indent=2) if args.json else format_explanation(document))
     return 0

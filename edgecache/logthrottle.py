@@ -1,7 +1,7 @@
 """Rate limiting for repeated log messages, so an origin outage does not flood the log.
 
 The first message of a kind is logged at once; repeats within `interval` seconds are
-only counted, and the next message logged after the interval says how many were
+only counted, and the next message logged after the interval reports how many were
 left out.
 """
 

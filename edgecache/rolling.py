@@ -1,6 +1,6 @@
 """Rolling request counts: a ring of fixed-width time buckets, for recent rates and ratios.
 
-Totals since start say little about the last few minutes, so the request path also
+Totals since start show little of the last few minutes, so the request path also
 adds each request to the bucket of the current time slot. A bucket is reused once
 its slot has left the ring, so memory is fixed: `buckets` lists of small integers.
 Counts stay plain integers, so rings of several worker processes merge by adding.

@@ -33,7 +33,7 @@ async def _get(client: aiohttp.ClientSession, url: str) -> int:
 async def _drive(origin, make_edgecache, client, clock: Clock):
     """Send a known sequence: miss, hit at 5 s, hit at 12 s, two query bypasses, one 404 miss.
 
-    The origin double answers by path, so every response body is 4 bytes long.
+    The origin double responds by path, so every response body is 4 bytes long.
     """
     origin.script("/shoe/p", headers={"Cache-Control": "max-age=60"}, body=b"shoe")
     origin.script("/gone/p", status=404, body=b"gone")

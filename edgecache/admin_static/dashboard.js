@@ -89,7 +89,9 @@ function drawTimeChart(svg, layers, options) {
   for (const minutes of [15, 10, 5, 0]) {
     const i = count - 1 - (minutes * 60) / options.bucketSeconds;
     if (i < 0) continue;
-    const anchor = minutes === 15 ? "start" : minutes === 0 ? "end" : "middle";
+    let anchor = "middle";
+    if (minutes === 15) anchor = "start";
+    if (minutes === 0) anchor = "end";
     children.push(svgElement("text", { x: x(i), y: height - 4, "text-anchor": anchor }, minutes ? `−${minutes} min` : "now"));
   }
   for (let index = layers.length - 1; index >= 0; index -= 1) {
@@ -273,7 +275,7 @@ let latest = null;
 async function refresh() {
   try {
     const response = await fetch("/stats", { cache: "no-store" });
-    if (!response.ok) throw new Error(`/stats answered ${response.status}`);
+    if (!response.ok) throw new Error(`/stats returned status ${response.status}`);
     latest = await response.json();
     render(latest);
     const status = $("status");
