@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="print the current figures of a running edgecache")
     stats.add_argument("--admin", metavar="URL", default="http://127.0.0.1:8081")
     stats.add_argument("--watch", action="store_true", help="redraw every second until interrupted")
+
+    explain = commands.add_parser("explain", help="show what is stored for a URL and how a request would be served")
+    explain.add_argument("url", metavar="URL", help="a proxy URL or a path, for example /summit-duffel-1/p")
+    explain.add_argument("--admin", metavar="URL", default="http://127.0.0.1:8081")
+    explain.add_argument("--json", action="store_true", help="print the admin listener's JSON document")
     return parser
 
 
@@ -115,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo-origin": commands.cmd_demo_origin,
         "purge": commands.cmd_purge,
         "stats": commands.cmd_stats,
+        "explain": commands.cmd_explain,
     }
     try:
         return handlers[args.command](args)

@@ -12,8 +12,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from .config import build_settings, read_toml
+from .explain import format_explanation
 
 # The demo's settings: product pages for 30 s, category pages for 60 s, static files
 # for an hour unless their Cache-Control sets a lifetime.
@@ -162,7 +164,29 @@ def format_stats(data: dict[str, Any]) -> str:
         f"served age p50 {age['p50']:.0f} s  p90 {age['p90']:.0f} s  p99 {age['p99']:.0f} s  max {age['max']:.0f} s  "
         f"stale served {data['staleness']['stale_served']}",
     ]
+    lines += _format_rolling(data.get("rolling", {}))
+    for title, name in (("bypassed", "bypassed"), ("fetched", "origin_fetches")):
+        items = data.get("top", {}).get(name, [])[:TOP_LINES]
+        if items:
+            lines.append(f"{title:<11}" + "  ".join(f"{item['key']} {item['count']}" for item in items))
     return "\n".join(lines)
+
+
+# Keys shown per top list in the terminal; /stats has the whole list.
+TOP_LINES = 3
+
+
+def _format_rolling(rolling: dict[str, Any]) -> list[str]:
+    lines = []
+    for name in ("1m", "5m"):
+        window = rolling.get(name)
+        if window is None:
+            continue
+        ratio = "-" if window["hit_ratio"] is None else f"{window['hit_ratio'] * 100:.1f} %"
+        rates = window["requests_per_second"]
+        lines.append(f"last {name:<6}{rates['total']:.1f} req/s   hit ratio {ratio}   "
+                     + "  ".join(f"{outcome} {rate:.1f}/s" for outcome, rate in rates.items() if outcome != "total"))
+    return lines
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -184,3 +208,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def explain_query(url: str) -> dict[str, str]:
+    """Return the /entries query for a proxy URL or a bare path."""
+    parsed = URL(url)
+    if not parsed.is_absolute():
+        return {"path": url if url.startswith("/") else "/" + url}
+    query = {"path": parsed.raw_path_qs}
+    if parsed.raw_host:
+        query["host"] = parsed.raw_host if parsed.explicit_port is None else f"{parsed.raw_host}:{parsed.explicit_port}"
+    return query
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    url = URL(args.admin.rstrip("/") + "/entries").with_query(explain_query(args.url))
+    try:
+        status, document = _admin_request("GET", str(url))
+    except aiohttp.ClientError as exc:
+        print(f"edgecache: cannot reach the admin listener at {args.admin}: {exc}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"edgecache: {url} returned status {status}: {document}", file=sys.stderr)
+        return 1
+    print(json.dumps(document, indent=2) if args.json else format_explanation(document))
+    return 0

@@ -89,6 +89,9 @@ class CacheSettings:
 class AdminSettings:
     token: str = field(default="", repr=False)
     token_file: str = ""
+    # Entries in each top list of /stats (most requested, bypassed, fetched); each list
+    # keeps at most twice this many keys in memory.
+    top_size: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +232,7 @@ CHECKS: dict[str, Check] = {
     "origin.connect_timeout": _positive,
     "origin.read_timeout": _positive,
     "origin.max_connections": _positive,
+    "admin.top_size": _positive,
     "cache.max_bytes": _positive,
     "cache.max_object_bytes": _positive,
     "cache.stale_if_error": _non_negative,

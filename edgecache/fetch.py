@@ -24,7 +24,8 @@ from .errors import OriginError
 from .extract import extract_claims
 from .freshness import compute_freshness
 from .key import CacheKey
-from .log import RateLimitedWarning, cache_logger, origin_logger
+from .log import cache_logger, origin_logger
+from .logthrottle import ThrottledLogger
 from .origin import OriginClient, read_body
 from .outcomes import Reason
 from .stats import Stats
@@ -70,7 +71,8 @@ class Fetcher:
         self._strip = () if settings.tags.keep_header else (settings.tags.header,)
         # Called with an entry's tags and its request time; True refuses to store it as fresh.
         self.is_fenced: Callable[[frozenset[str], float], bool] = lambda tags, request_time: False
-        self._failures = RateLimitedWarning(origin_logger)
+        # One warning per failure reason per minute, however many requests fail.
+        self._origin_warnings = ThrottledLogger(origin_logger)
 
     async def send(self, method: str, raw_path: str, headers: CIMultiDict[str], *,
                    data: object = None) -> aiohttp.ClientResponse:
@@ -80,7 +82,7 @@ class Fetcher:
             upstream = await self.origin.request(method, raw_path, headers, data=data)
         except OriginError as exc:
             self.stats.record_origin(time.perf_counter() - started, exc.reason)
-            self._failures.warning(exc.reason, "%s %s failed: %s", method, raw_path, exc)
+            self._origin_warnings.log(logging.WARNING, exc.reason, "%s %s failed: %s", method, raw_path, exc)
             raise
         self.stats.record_origin(time.perf_counter() - started)
         return upstream
@@ -88,6 +90,7 @@ class Fetcher:
     async def fetch(self, raw_path: str, headers: CIMultiDict[str], *, rule: Rule | None, key: CacheKey,
                     entry: Entry | None, authorization: bool) -> Fetched:
         """GET a resource for the cache, revalidating `entry` when it has validators."""
+        self.stats.record_fetch(str(key))
         if entry is not None and entry.has_validators:
             headers = CIMultiDict(headers)
             headers.update(validators_for(entry.headers))

@@ -59,6 +59,9 @@ class StatsCollector(Collector):
                                 value=cache["max_bytes"])
         yield CounterMetricFamily("edgecache_cache_evictions", "Entries evicted to stay within cache.max_bytes.",
                                   value=cache["evictions"])
+        yield CounterMetricFamily("edgecache_cache_variant_evictions",
+                                  "Variants evicted to stay within cache.max_variants per path.",
+                                  value=cache["variant_evictions"])
         yield GaugeMetricFamily("edgecache_start_time_seconds", "Start time of the process since the epoch.",
                                 value=stats.started_at)
 

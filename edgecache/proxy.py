@@ -22,6 +22,7 @@ from .config import Rule, Settings
 from .entry import Entry, store_key
 from .errors import OriginError
 from .fetch import Fetched, FetchKind, Fetcher
+from .access_log import log_access
 from .key import CacheKey, build_key, canonical_path, origin_form
 from .log import access_logger
 from .origin import ForwardContext, OriginClient, forward_headers
@@ -39,7 +40,7 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 class RequestContext:
     """Per-request facts gathered for the access log and the metrics."""
 
-    __slots__ = ("started", "outcome", "reason", "rule", "age")
+    __slots__ = ("started", "outcome", "reason", "rule", "age", "key")
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
@@ -47,6 +48,8 @@ class RequestContext:
         self.reason: str | None = None
         self.rule = "default"
         self.age = 0
+        # The cache key as text once the cache was consulted; None for bypassed requests.
+        self.key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class Proxy:
         self._allowed_hosts = tuple(host.lower() for host in settings.site.allowed_hosts)
         self._background: set[asyncio.Task[None]] = set()
         self._log_access = settings.server.access_log
+        self._json_log = settings.server.access_log_format == "json"
 
     async def close(self) -> None:
         """Wait for background refreshes to end (they are bounded by origin timeouts)."""
@@ -97,6 +101,7 @@ class Proxy:
         rule = self.settings.rule_for(key.path)
         if rule is not None:
             context.rule = rule.name
+        context.key = str(key)
         self.stats.lookups += 1
         now = self.clock()
         entry = self.store.lookup(key, request.headers)
@@ -292,12 +297,8 @@ class Proxy:
     def _account(self, request: web.BaseRequest, response: web.StreamResponse, context: RequestContext) -> None:
         size = response.content_length or 0
         self.stats.record(context.outcome, context.rule, context.reason, size)
+        self.stats.record_recent(context.outcome, context.key, request.raw_path.partition("?")[0])
         if self._log_access and access_logger.isEnabledFor(logging.INFO):
-            duration = time.perf_counter() - context.started
-            access_logger.info(
-                '%s - - "%s %s HTTP/%d.%d" %d %d outcome=%s reason=%s age=%d duration=%.6f',
-                request.remote, request.method, request.raw_path, request.version.major, request.version.minor,
-                response.status, size, context.outcome.value, context.reason or "-", context.age, duration,
-                extra={"outcome": context.outcome.value, "reason": context.reason, "age": context.age,
-                       "path": request.path, "status": response.status, "duration": duration},
-            )
+            log_access(request, response.status, size, outcome=context.outcome.value, reason=context.reason,
+                       age=context.age, duration=time.perf_counter() - context.started,
+                       json_format=self._json_log)

@@ -33,7 +33,7 @@ class Edgecache:
         self.settings = settings
         self.clock = clock
         self.admin_token = settings.admin_token()
-        self.stats = Stats()
+        self.stats = Stats(clock=clock, top_size=settings.admin.top_size)
         self.store = MemoryStore(max_bytes=settings.cache.max_bytes, max_variants=settings.cache.max_variants)
         self.origin = OriginClient(settings.origin)
         self.proxy = Proxy(settings, store=self.store, origin=self.origin, stats=self.stats, clock=clock)

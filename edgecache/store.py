@@ -26,6 +26,10 @@ class Store(Protocol):
 
     def lookup(self, key: CacheKey, request_headers: Mapping[str, str]) -> Entry | None: ...
 
+    def variants_of(self, key: CacheKey) -> list[Entry]:
+        """Return every variant stored for a key, without touching LRU positions."""
+        return [self._entries[full_key] for full_key in self._variants.get(_primary(key), ())]
+
     def put(self, entry: Entry) -> list[Entry]: ...
 
     def replace(self, entry: Entry) -> None: ...
@@ -77,6 +81,10 @@ class MemoryStore:
     def peek(self, full_key: str) -> Entry | None:
         """Return an entry without touching its LRU position."""
         return self._entries.get(full_key)
+
+    def variants_of(self, key: CacheKey) -> list[Entry]:
+        """Return every variant stored for a key, without touching LRU positions."""
+        return [self._entries[full_key] for full_key in self._variants.get(_primary(key), ())]
 
     def put(self, entry: Entry) -> list[Entry]:
         """Store an entry; return the entries evicted to make room for it."""

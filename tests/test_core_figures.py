@@ -62,8 +62,9 @@ async def test_stats_cache_and_origin(after_sequence, client) -> None:
 async def test_stats_staleness(after_sequence, client) -> None:
     stats = await get_json(client, admin_url(after_sequence, "/stats"))
 
-    assert stats["staleness"] == {"served_age_seconds": {"p50": 0, "p90": 10, "p99": 10, "max": 10},
-                                  "stale_served": 0}
+    age = stats["staleness"]["served_age_seconds"]
+    assert (age["p50"], age["p90"], age["p99"], age["max"]) == (0, 10, 10, 10)
+    assert stats["staleness"]["stale_served"] == 0
     assert stats["uptime_seconds"] >= 0
 
 
@@ -162,7 +163,7 @@ async def test_access_log_line(origin, make_edgecache, caplog) -> None:
     records = [r for r in caplog.records if r.name == "edgecache.access"]
     assert len(records) == 1
     message = records[0].getMessage()
-    assert '"GET /a/p HTTP/1.1" 200 12 outcome=hit reason=- age=7 duration=' in message
+    assert '"GET /a/p HTTP/1.1" 200 12 "-" "-" outcome=hit reason=- age=7 duration=' in message
     assert records[0].outcome == "hit"
     assert records[0].age == 7
     assert records[0].status == 200
