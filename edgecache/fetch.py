@@ -133,7 +133,11 @@ class Fetcher:
             reason = Reason.TOO_LARGE
         if reason is not None:
             return Fetched(FetchKind.NOT_STORED, upstream=upstream, reason=reason, strip_headers=self._strip)
-        body, complete = await read_body(upstream, limit)
+        try:
+            body, complete = await read_body(upstream, limit)
+        except OriginError as exc:
+            self.stats.record_origin_body_error(exc.reason)
+            raise
         if not complete:
             return Fetched(FetchKind.NOT_STORED, upstream=upstream, prefix=body, reason=Reason.TOO_LARGE,
                            strip_headers=self._strip)

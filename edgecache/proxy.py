@@ -87,8 +87,10 @@ class Proxy:
         if not request.raw_path.startswith("/"):
             request = request.clone(rel_url=URL(origin_form(request.raw_path), encoded=True))
         if request.method not in ("GET", "HEAD"):
+            context.rule = self._rule_name(request.raw_path)
             response = await self._pass_through(request, context)
         elif "?" in request.raw_path:
+            context.rule = self._rule_name(request.raw_path)
             response = await self._forward(request, context, Outcome.BYPASS, Reason.QUERY)
         else:
             response = await self._lookup(request, context)
@@ -119,7 +121,8 @@ class Proxy:
         return await self._fetch(request, Lookup(key, rule, entry), context)
 
     def _serve(self, request: web.BaseRequest, entry: Entry, now: float, outcome: Outcome,
-               context: RequestContext, *, reason: str | None = None, fwd_status: int | None = None) -> web.Response:
+               context: RequestContext, *, reason: str | None = None, fwd_status: int | None = None,
+               collapsed: bool = False) -> web.Response:
         age = int(entry.age(now))
         context.outcome, context.age = outcome, age
         if reason:
@@ -129,8 +132,8 @@ class Proxy:
         if outcome is Outcome.STALE:
             self.stats.stale_served += 1
         ttl = None if outcome is Outcome.MISS else entry.fresh_until - now
-        status_value = cache_status(outcome, ttl=ttl, reason=reason, fwd_status=fwd_status,
-                                    stored=outcome in (Outcome.MISS, Outcome.REVALIDATED))
+        status_value = cache_status(outcome, ttl=ttl, reason=reason, fwd_status=fwd_status, collapsed=collapsed,
+                                    stored=not collapsed and outcome in (Outcome.MISS, Outcome.REVALIDATED))
         return from_entry(request, entry, age=age, outcome=outcome, status_value=status_value)
 
     def _client_requires_revalidation(self, request: web.BaseRequest) -> bool:
@@ -159,7 +162,7 @@ class Proxy:
             shared = result.entry
             if result.status is FlightStatus.DONE and shared is not None \
                     and shared.variant == variant_key(shared.vary, request.headers):
-                return self._serve(request, shared, self.clock(), Outcome.MISS, context)
+                return self._serve(request, shared, self.clock(), Outcome.MISS, context, collapsed=True)
             if result.status is FlightStatus.ERROR and result.error is not None:
                 return self._origin_failed(request, lookup.entry, result.error, context)
             flight = None
@@ -284,6 +287,11 @@ class Proxy:
             self.store.purge_paths(paths, soft=False, now=self.clock())
         return response
 
+    def _rule_name(self, raw_path: str) -> str:
+        """Return the name of the rule for a request that skips the lookup, for its metrics label."""
+        rule = self.settings.rule_for(self._canonical(raw_path))
+        return rule.name if rule is not None else "default"
+
     def _canonical(self, raw_path: str) -> str:
         return canonical_path(raw_path, fold_trailing_slash=self.settings.key.fold_trailing_slash,
                               fold_case=self.settings.key.fold_case)
@@ -295,7 +303,8 @@ class Proxy:
         return host == self._site.lower() or host in self._allowed_hosts
 
     def _account(self, request: web.BaseRequest, response: web.StreamResponse, context: RequestContext) -> None:
-        size = response.content_length or 0
+        # A streamed response has been sent already and knows its length; others have a Content-Length.
+        size = response.content_length if response.content_length is not None else response.body_length
         self.stats.record(context.outcome, context.rule, context.reason, size)
         self.stats.record_recent(context.outcome, context.key, request.raw_path.partition("?")[0])
         if self._log_access and access_logger.isEnabledFor(logging.INFO):

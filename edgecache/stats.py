@@ -142,6 +142,10 @@ class Stats:
         if error_reason:
             self.origin_errors[error_reason] = self.origin_errors.get(error_reason, 0) + 1
 
+    def record_origin_body_error(self, reason: str) -> None:
+        """Count an origin response whose body failed after its headers had arrived."""
+        self.origin_errors[reason] = self.origin_errors.get(reason, 0) + 1
+
     def outcome_count(self, outcome: Outcome) -> int:
         return sum(count for (name, _), count in self.requests.items() if name == outcome.value)
 

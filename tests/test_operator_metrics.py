@@ -65,7 +65,7 @@ async def test_metrics_request_counters(origin, make_edgecache, client, clock) -
     samples = await _samples(client, edgecache)
     assert samples[("edgecache_requests_total", (("outcome", "miss"), ("rule", "product")))] == 2
     assert samples[("edgecache_requests_total", (("outcome", "hit"), ("rule", "product")))] == 2
-    assert samples[("edgecache_requests_total", (("outcome", "bypass"), ("rule", "default")))] == 2
+    assert samples[("edgecache_requests_total", (("outcome", "bypass"), ("rule", "product")))] == 2
     assert samples[("edgecache_cache_skips_total", (("reason", "query"),))] == 2
     assert samples[("edgecache_cache_skips_total", (("reason", "no-freshness"),))] == 1
     assert samples[("edgecache_lookups_total", ())] == 4
