@@ -8,7 +8,8 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -16,6 +17,10 @@ from yarl import URL
 
 from .config import build_settings, read_toml
 from .explain import format_explanation
+
+if TYPE_CHECKING:
+    from .demo.inventory import StockChange
+    from .server import Edgecache
 
 # The demo's settings: product pages for 30 s, category pages for 60 s, static files
 # for an hour unless their Cache-Control sets a lifetime.
@@ -87,18 +92,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging("warning")
 
     async def run() -> None:
-        origin = await _start_demo_origin(args.origin_listen)
+        from .demo.inventory import Inventory
+
+        inventory = Inventory()
+        origin = await _start_demo_origin(args.origin_listen, inventory=inventory)
         edgecache = Edgecache(settings)
         await edgecache.start()
+        unsubscribe = inventory.subscribe(inventory_feed(edgecache))
         try:
             await _show_demo(settings.server.listen, settings.server.admin_listen, args.origin_listen)
             await _wait_for_stop(args.duration)
         finally:
+            unsubscribe()
             await edgecache.stop()
             await origin.cleanup()
 
     run_async(run())
     return 0
+
+
+def inventory_feed(edgecache: Edgecache) -> Callable[[StockChange], None]:
+    """Return a demo Inventory listener that hands every stock change to edgecache as an event."""
+    from .inventory import InventoryEvent
+
+    def feed(change: StockChange) -> None:
+        event = InventoryEvent(sku=change.sku, state=change.state.value, available_quantity=None,
+                               version=change.version, timestamp=change.timestamp)
+        edgecache.apply_inventory_events([event])
+
+    return feed
 
 
 async def _show_demo(listen: str, admin_listen: str, origin_listen: str) -> None:
@@ -107,6 +129,7 @@ async def _show_demo(listen: str, admin_listen: str, origin_listen: str) -> None
     print(f"demo storefront (origin): http://{origin_listen}/")
     print(f"edgecache (shoppers):     http://{listen}/")
     print(f"admin figures:            http://{admin_listen}/stats  and /metrics")
+    print("stock changes every 2 s reach edgecache as inventory events, so pages follow the stock")
     async with aiohttp.ClientSession() as session:
         for attempt in ("first", "second"):
             async with session.get(f"http://{listen}{page}") as response:

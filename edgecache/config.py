@@ -108,8 +108,21 @@ class TagSettings:
 class InventorySettings:
     # Quantities from 1 up to this value are low_stock; above it, in_stock.
     low_stock_threshold: int = 5
-    # Events for one SKU within this many seconds cause at most one purge.
+    # A page purged by an inventory event is purged and refreshed again at most once per
+    # this many seconds; events inside the window are merged into one purge at its end.
     storm_interval: float = 1.0
+    # Refetch a purged page right after an event, so the next shopper gets a fresh copy.
+    refresh_on_event: bool = True
+    # Most events accepted in one POST /events/inventory batch.
+    max_batch_events: int = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSettings:
+    # Origin requests per second spent checking hot entries; 0 turns the sampler off.
+    requests_per_second: float = 0.0
+    # The sampler checks, in turn, this many of the most recently used entries.
+    hot_entries: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +155,7 @@ class Settings:
     admin: AdminSettings = AdminSettings()
     tags: TagSettings = TagSettings()
     inventory: InventorySettings = InventorySettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     rules: tuple[Rule, ...] = ()
 
     @property
@@ -163,7 +177,11 @@ class Settings:
         if self.admin.token:
             return self.admin.token
         if self.admin.token_file:
-            return Path(self.admin.token_file).read_text().strip()
+            try:
+                return Path(self.admin.token_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"admin.token_file: cannot read {self.admin.token_file!r} ({exc.strerror}); "
+                                  "point it at a readable file holding the token") from None
         return ""
 
 
@@ -176,6 +194,7 @@ SECTIONS: dict[str, type] = {
     "admin": AdminSettings,
     "tags": TagSettings,
     "inventory": InventorySettings,
+    "reconcile": ReconcileSettings,
 }
 
 # Checks beyond the type: each returns the allowed values as text when the value is invalid.
@@ -245,6 +264,9 @@ CHECKS: dict[str, Check] = {
     "tags.header": _tag_header,
     "inventory.low_stock_threshold": _non_negative,
     "inventory.storm_interval": _non_negative,
+    "inventory.max_batch_events": _positive,
+    "reconcile.requests_per_second": _non_negative,
+    "reconcile.hot_entries": _positive,
     "rules.ttl": _non_negative,
     "rules.stale_while_revalidate": _non_negative,
     "rules.stale_if_error": _non_negative,

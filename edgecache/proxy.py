@@ -76,6 +76,8 @@ class Proxy:
         self._background: set[asyncio.Task[None]] = set()
         self._log_access = settings.server.access_log
         self._json_log = settings.server.access_log_format == "json"
+        # Called with each entry served from the cache and the time; measures inventory staleness.
+        self.observe_served: Callable[[Entry, float], None] = lambda entry, now: None
 
     async def close(self) -> None:
         """Wait for background refreshes to end (they are bounded by origin timeouts)."""
@@ -129,6 +131,7 @@ class Proxy:
             context.reason = reason
         if outcome is not Outcome.MISS:
             self.stats.served_age.observe(age)
+            self.observe_served(entry, now)
         if outcome is Outcome.STALE:
             self.stats.stale_served += 1
         ttl = None if outcome is Outcome.MISS else entry.fresh_until - now

@@ -91,6 +91,7 @@ class Stats:
         self.started_at = time.time()
         self.served_age = Histogram(AGE_BUCKETS)
         self.origin_seconds = Histogram(LATENCY_BUCKETS)
+        self.inventory_lag = Histogram(AGE_BUCKETS)
         self.reset()
 
     def reset(self) -> None:
@@ -109,6 +110,17 @@ class Stats:
         self.top_requested = TopCounter(self.top_size)
         self.top_bypassed = TopCounter(self.top_size)
         self.top_fetched = TopCounter(self.top_size)
+        self.inventory_lag.reset()
+        # Responses served from pages an inventory event had made wrong, by direction.
+        self.known_stale: dict[str, int] = {}
+        # Inventory events by result, and pages purged by them by kind (hard, soft, deferred).
+        self.inventory_events: dict[str, int] = {}
+        self.inventory_purges: dict[str, int] = {}
+        self.fenced_fills = 0
+        self.event_refreshes = 0
+        self.reconcile_checks = 0
+        self.reconcile_mismatches = 0
+        self.reconcile_errors = 0
 
     def record(self, outcome: Outcome, rule: str, reason: str | None, response_bytes: int) -> None:
         key = (outcome.value, rule)
@@ -192,6 +204,18 @@ class Stats:
                     "buckets": age.counts_by_bound(),
                 },
                 "stale_served": self.stale_served,
+                **self.inventory_staleness(),
+            },
+            "inventory": {
+                "events": dict(sorted(self.inventory_events.items())),
+                "purged_entries": dict(sorted(self.inventory_purges.items())),
+                "fenced_fills": self.fenced_fills,
+                "event_refreshes": self.event_refreshes,
+            },
+            "reconcile": {
+                "checks": self.reconcile_checks,
+                "mismatches": self.reconcile_mismatches,
+                "errors": self.reconcile_errors,
             },
             "rolling": self.rolling_snapshot(),
             "top": {
@@ -204,6 +228,18 @@ class Stats:
             "since_reset_seconds": round(now - self.reset_at, 3),
         }
 
+    def inventory_staleness(self) -> dict[str, Any]:
+        """Return the known-stale figures of /stats: lag quantiles and counts by direction."""
+        lag = self.inventory_lag
+        return {
+            "inventory_lag_seconds": {
+                "p50": lag.quantile(0.5),
+                "p90": lag.quantile(0.9),
+                "p99": lag.quantile(0.99),
+                "max": lag.max,
+            },
+            "known_stale": {"total": sum(self.known_stale.values()), **dict(sorted(self.known_stale.items()))},
+        }
     def rolling_snapshot(self) -> dict[str, Any]:
         """Return request rates and hit ratios of the last minutes, and the per-bucket series."""
         now = self.clock()

@@ -150,6 +150,20 @@ class MemoryStore:
     def keys_for_tag(self, tag: str) -> list[str]:
         return list(self._tags.get(tag, ()))
 
+    def purge_keys(self, keys: Iterable[str], *, soft: bool, now: float, forbid_stale: bool = False) -> int:
+        """Purge entries by their store keys (as `keys_for_tag` returns them)."""
+        return self._purge([key for key in keys if key in self._entries], soft=soft, now=now,
+                           forbid_stale=forbid_stale)
+
+    def most_recent(self, count: int) -> list[Entry]:
+        """Return up to `count` entries, most recently used first, without touching the LRU order."""
+        entries: list[Entry] = []
+        for full_key in reversed(self._entries):
+            if len(entries) >= count:
+                break
+            entries.append(self._entries[full_key])
+        return entries
+
     def _purge(self, keys: list[str], *, soft: bool, now: float, forbid_stale: bool = False) -> int:
         if not soft:
             return len(self._remove_many(keys))

@@ -171,7 +171,7 @@ async def test_dashboard_renders_demo_traffic(aiohttp_server, make_edgecache, cl
     await _wait_for_charts(page)
 
     assert await page.evaluate("document.getElementById('ratio').textContent") != "–"
-    assert await page.evaluate("document.getElementById('lag').textContent") == "no data"
+    assert await page.evaluate("document.getElementById('lag').textContent") == "none"
     await _screenshot(page, "dashboard-laptop.png", width=1280, height=900, mobile=False)
     await _screenshot(page, "dashboard-phone.png", width=390, height=844, mobile=True)
     overflow = await page.evaluate("document.documentElement.scrollWidth > window.innerWidth")

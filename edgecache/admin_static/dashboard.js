@@ -192,7 +192,12 @@ function renderTiles(stats) {
 // Inventory lag and known-stale counts are present only when edgecache measures them.
 function renderStalenessTiles(staleness) {
   const lag = staleness.inventory_lag_seconds;
-  if (lag === undefined || lag === null) {
+  const known = knownStale(staleness);
+  if (known !== null && known.total === 0) {
+    // The lag is measured only on known-stale responses; with none, quantiles of 0 would mislead.
+    $("lag").textContent = "none";
+    $("lag-sub").textContent = "no page served after a newer inventory event";
+  } else if (lag === undefined || lag === null) {
     setNoData("lag");
     $("lag-sub").textContent = "not measured";
   } else if (typeof lag === "number") {
@@ -202,7 +207,6 @@ function renderStalenessTiles(staleness) {
     setBig("lag", ...duration(lag.p90));
     $("lag-sub").textContent = quantileText(lag);
   }
-  const known = knownStale(staleness);
   if (known === null) {
     setNoData("known-stale");
     $("known-stale-sub").textContent = "not measured";
