@@ -11,6 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 
 import aiohttp
 from aiohttp import web
@@ -21,7 +23,7 @@ from .config import Rule, Settings
 from .entry import Entry, store_key
 from .errors import OriginError
 from .fetch import Fetched, FetchKind, Fetcher
-from .key import CacheKey, build_key, canonical_path
+from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical_path
 from .log import access_logger
 from .origin import ForwardContext, OriginClient, forward_headers
 from .outcomes import Outcome, Reason
@@ -33,6 +35,7 @@ from .vary import variant_key
 # Origin statuses that a stale entry may replace (RFC 5861 section 4).
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+NO_COOKIES: MappingProxyType[str, str] = MappingProxyType({})
 
 
 class RequestContext:
@@ -71,6 +74,8 @@ class Proxy:
         self._allowed_hosts = tuple(host.lower() for host in settings.site.allowed_hosts)
         self._background: set[asyncio.Task[None]] = set()
         self._log_access = settings.server.access_log
+        # fnmatch over every rule is a visible share of a hit, and rules never change.
+        self._rule_memo = lru_cache(maxsize=MEMO_PATHS)(settings.rule_for)
 
     async def close(self) -> None:
         """Wait for background refreshes to end (they are bounded by origin timeouts)."""
@@ -89,9 +94,11 @@ class Proxy:
         return response
 
     async def _lookup(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        key = build_key(request.raw_path, request.host, request.cookies, settings=self.settings.key,
+        # request.cookies parses the whole Cookie header: skip it unless a key cookie is configured.
+        cookies = request.cookies if self.settings.key.cookies else NO_COOKIES
+        key = build_key(request.raw_path, request.host, cookies, settings=self.settings.key,
                         default_site=self._site, allowed_hosts=self._allowed_hosts)
-        rule = self.settings.rule_for(key.path)
+        rule = self._rule_for(key.path)
         if rule is not None:
             context.rule = rule.name
         self.stats.lookups += 1
@@ -124,6 +131,11 @@ class Proxy:
         status_value = cache_status(outcome, ttl=ttl, reason=reason, fwd_status=fwd_status,
                                     stored=outcome in (Outcome.MISS, Outcome.REVALIDATED))
         return from_entry(request, entry, age=age, outcome=outcome, status_value=status_value)
+
+    def _rule_for(self, path: str) -> Rule | None:
+        if len(path) <= MEMO_MAX_PATH_CHARS:
+            return self._rule_memo(path)
+        return self.settings.rule_for(path)
 
     def _client_requires_revalidation(self, request: web.BaseRequest) -> bool:
         """Return whether a client's no-cache or max-age=0 forces revalidation (off by default)."""
