@@ -11,6 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 
 import aiohttp
 from aiohttp import web
@@ -23,7 +25,7 @@ from .entry import Entry, store_key
 from .errors import OriginError
 from .fetch import Fetched, FetchKind, Fetcher
 from .access_log import log_access
-from .key import CacheKey, build_key, canonical_path, origin_form
+from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical_path, origin_form
 from .log import access_logger
 from .origin import ForwardContext, OriginClient, forward_headers
 from .outcomes import Outcome, Reason
@@ -35,6 +37,7 @@ from .vary import variant_key
 # Origin statuses that a stale entry may replace (RFC 5861 section 4).
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+NO_COOKIES: MappingProxyType[str, str] = MappingProxyType({})
 
 
 class RequestContext:
@@ -78,6 +81,8 @@ class Proxy:
         self._json_log = settings.server.access_log_format == "json"
         # Called with each entry served from the cache and the time; measures inventory staleness.
         self.observe_served: Callable[[Entry, float], None] = lambda entry, now: None
+        # fnmatch over every rule is a visible share of a hit, and rules never change.
+        self._rule_memo = lru_cache(maxsize=MEMO_PATHS)(settings.rule_for)
 
     async def close(self) -> None:
         """Wait for background refreshes to end (they are bounded by origin timeouts)."""
@@ -100,9 +105,11 @@ class Proxy:
         return response
 
     async def _lookup(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        key = build_key(request.raw_path, request.host, request.cookies, settings=self.settings.key,
+        # request.cookies parses the whole Cookie header: skip it unless a key cookie is configured.
+        cookies = request.cookies if self.settings.key.cookies else NO_COOKIES
+        key = build_key(request.raw_path, request.host, cookies, settings=self.settings.key,
                         default_site=self._site, allowed_hosts=self._allowed_hosts)
-        rule = self.settings.rule_for(key.path)
+        rule = self._rule_for(key.path)
         if rule is not None:
             context.rule = rule.name
         context.key = str(key)
@@ -138,6 +145,11 @@ class Proxy:
         status_value = cache_status(outcome, ttl=ttl, reason=reason, fwd_status=fwd_status, collapsed=collapsed,
                                     stored=not collapsed and outcome in (Outcome.MISS, Outcome.REVALIDATED))
         return from_entry(request, entry, age=age, outcome=outcome, status_value=status_value)
+
+    def _rule_for(self, path: str) -> Rule | None:
+        if len(path) <= MEMO_MAX_PATH_CHARS:
+            return self._rule_memo(path)
+        return self.settings.rule_for(path)
 
     def _client_requires_revalidation(self, request: web.BaseRequest) -> bool:
         """Return whether a client's no-cache or max-age=0 forces revalidation (off by default)."""
@@ -292,7 +304,7 @@ class Proxy:
 
     def _rule_name(self, raw_path: str) -> str:
         """Return the name of the rule for a request that skips the lookup, for its metrics label."""
-        rule = self.settings.rule_for(self._canonical(raw_path))
+        rule = self._rule_for(self._canonical(raw_path))
         return rule.name if rule is not None else "default"
 
     def _canonical(self, raw_path: str) -> str:
