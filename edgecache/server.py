@@ -16,6 +16,7 @@ from .config import Settings
 from .key import canonical_path
 from .log import server_logger
 from .origin import OriginClient
+from .protocol import GuardedServer
 from .proxy import Proxy
 from .stats import Stats
 from .store import MemoryStore
@@ -81,10 +82,12 @@ class Edgecache:
     async def start(self) -> None:
         """Open the origin pool and both listeners; ports of 0 pick free ones."""
         await self.origin.start()
-        server = web.Server(
+        server = GuardedServer(
             self.proxy.handle,
+            header_timeout=self.settings.server.header_timeout,
             max_line_size=self.settings.server.max_line_size,
             max_field_size=self.settings.server.max_field_size,
+            keepalive_timeout=self.settings.server.idle_timeout,
             access_log=None,
         )
         proxy_runner = web.ServerRunner(server, handle_signals=False, access_log=None)
