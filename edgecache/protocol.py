@@ -55,8 +55,10 @@ class GuardedRequestHandler(RequestHandler):
         super().__init__(manager, **kwargs)
         self._header_timeout = header_timeout
         self._header_deadline: asyncio.TimerHandle | None = None
-        # Whether the request line being received has ended (decides 414 or 431).
-        self._line_complete = False
+        self._max_line = int(kwargs.get("max_line_size", 8190))
+        # The start of the message being received, enough to tell whether its request line is too long.
+        self._line_prefix = b""
+        self._line_too_long = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -69,10 +71,14 @@ class GuardedRequestHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         pending = self._request_count
-        self._line_complete = self._line_complete or b"\n" in data
+        if len(self._line_prefix) <= self._max_line:
+            self._line_prefix += data[:self._max_line + 2 - len(self._line_prefix)]
+            end = self._line_prefix.find(b"\n")
+            self._line_too_long = (end == -1 and len(self._line_prefix) > self._max_line) or end > self._max_line + 1
         super().data_received(data)
         if self._request_count != pending:
-            self._line_complete = False
+            # A request was parsed (or rejected): the next bytes start a new request line.
+            self._line_prefix = b""
             self._cancel_header_deadline()
 
     def _cancel_header_deadline(self) -> None:
@@ -92,10 +98,10 @@ class GuardedRequestHandler(RequestHandler):
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         if isinstance(exc, LineTooLong):
-            if self._line_complete:
-                status, message = 431, "request header field too large"
-            else:
+            if self._line_too_long:
                 status, message = 414, "request line too long"
+            else:
+                status, message = 431, "request header field too large"
         return super().handle_error(request, status, exc, message)
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
