@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +17,12 @@ from .log import server_logger
 from .origin import OriginClient
 from .protocol import GuardedServer
 from .proxy import Proxy
+from .reload import install_signal_handlers
 from .stats import Stats
 from .store import MemoryStore
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -38,6 +41,8 @@ class Edgecache:
         self.store = MemoryStore(max_bytes=settings.cache.max_bytes, max_variants=settings.cache.max_variants)
         self.origin = OriginClient(settings.origin)
         self.proxy = Proxy(settings, store=self.store, origin=self.origin, stats=self.stats, clock=clock)
+        # Handlers replaced by a reload; their background refreshes are awaited at stop.
+        self.retired_proxies: list[Proxy] = []
         self.registry: CollectorRegistry | None = None
         self._runners: list[web.BaseRunner] = []
         self.proxy_port = 0
@@ -83,33 +88,40 @@ class Edgecache:
         """Open the origin pool and both listeners; ports of 0 pick free ones."""
         await self.origin.start()
         server = GuardedServer(
-            self.proxy.handle,
+            # Looked up per request, so a reload's new handler serves the next request.
+            lambda request: self.proxy.handle(request),
             header_timeout=self.settings.server.header_timeout,
             max_line_size=self.settings.server.max_line_size,
             max_field_size=self.settings.server.max_field_size,
             keepalive_timeout=self.settings.server.idle_timeout,
             access_log=None,
         )
-        proxy_runner = web.ServerRunner(server, handle_signals=False, access_log=None)
-        admin_runner = web.AppRunner(create_admin_app(self), handle_signals=False, access_log=None)
+        shutdown_timeout = self.settings.server.shutdown_timeout
+        proxy_runner = web.ServerRunner(server, handle_signals=False, access_log=None,
+                                        shutdown_timeout=shutdown_timeout)
+        admin_runner = web.AppRunner(create_admin_app(self), handle_signals=False, access_log=None,
+                                     shutdown_timeout=shutdown_timeout)
         for runner, listen in ((proxy_runner, self.settings.server.listen),
                                (admin_runner, self.settings.server.admin_listen)):
             await runner.setup()
             host, port = split_host_port(listen)
-            site = web.TCPSite(runner, host, port, reuse_address=True,
-                               shutdown_timeout=self.settings.server.shutdown_timeout)
+            site = web.TCPSite(runner, host, port, reuse_address=True)
             await site.start()
             self._runners.append(runner)
         self.proxy_port = _bound_port(proxy_runner)
         self.admin_port = _bound_port(admin_runner)
-        server_logger.info("edgecache listening on %s (admin %s), origin %s",
-                           self.settings.server.listen, self.settings.server.admin_listen, self.settings.origin.url)
+        server_logger.info("edgecache listening on %s:%d (admin %s:%d), origin %s",
+                           split_host_port(self.settings.server.listen)[0], self.proxy_port,
+                           split_host_port(self.settings.server.admin_listen)[0], self.admin_port,
+                           self.settings.origin.url)
+        warn_if_admin_exposed(self.settings.server.admin_listen, self.admin_token)
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
-        await self.proxy.close()
+        for proxy in (*self.retired_proxies, self.proxy):
+            await proxy.close()
         await self.origin.close()
         server_logger.info("edgecache stopped")
 
@@ -120,12 +132,22 @@ def _bound_port(runner: web.BaseRunner) -> int:
     return 0
 
 
-async def serve_forever(edgecache: Edgecache, *, duration: float | None = None) -> None:
-    """Run until SIGTERM or SIGINT (or `duration` seconds), then stop gracefully."""
+def warn_if_admin_exposed(admin_listen: str, token: str) -> None:
+    """Warn when the admin listener accepts connections from other hosts and has no token."""
+    host, _ = split_host_port(admin_listen)
+    if not token and host not in LOOPBACK_HOSTS:
+        server_logger.warning("admin listener on %s is reachable from other hosts and has no token: anyone "
+                              "there can read figures; set admin.token or bind it to 127.0.0.1", admin_listen)
+
+
+async def serve_forever(edgecache: Edgecache, *, duration: float | None = None,
+                        load_settings: Callable[[], Settings] | None = None) -> None:
+    """Run until SIGTERM or SIGINT (or `duration` seconds), then stop gracefully.
+
+    SIGHUP calls `load_settings` and applies the result (see reload.py).
+    """
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    install_signal_handlers(edgecache, stop, load_settings)
     await edgecache.start()
     try:
         if duration is None:
