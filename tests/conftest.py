@@ -76,3 +76,9 @@ async def fault_origin() -> AsyncIterator[FaultOrigin]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def edgecache_on_faults(fault_origin: FaultOrigin, make_edgecache: EdgecacheFactory) -> Edgecache:
+    """Edgecache with default settings in front of the fault-injection origin."""
+    return await make_edgecache(fault_origin.url)
