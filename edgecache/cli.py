@@ -106,7 +106,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     configure_logging(settings.server.log_level)
-    run_async(serve_forever(Edgecache(settings), duration=args.duration))
+    run_async(serve_forever(Edgecache(settings), duration=args.duration,
+                            load_settings=lambda: settings_from_args(args)))
     return 0
 
 

@@ -35,6 +35,14 @@ class ServerSettings:
     # Maximum request line and header field sizes in bytes; longer ones get 414 and 431.
     max_line_size: int = 8190
     max_field_size: int = 8190
+    # Seconds a client connection may stay idle between requests before it is closed.
+    idle_timeout: float = 75.0
+    # Seconds a client gets to send a request's headers on a new connection (slowloris guard).
+    header_timeout: float = 10.0
+    # Forced misses (query strings) per second allowed per client address; 0 turns the limit off.
+    bypass_rate: float = 0.0
+    # Forced misses a client may send at once before bypass_rate applies.
+    bypass_burst: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,18 @@ class OriginSettings:
     read_timeout: float = 10.0
     # Upper bound on concurrent connections to the origin.
     max_connections: int = 100
+    # Seconds a request waits for a free origin connection before it gets 503.
+    queue_timeout: float = 5.0
+    # Longest origin response header line or field, in bytes (long tag lists need room).
+    max_header_bytes: int = 131072
+    # Client request fields never forwarded, because the cache key does not include them and
+    # an origin may use them to render a different page (cache poisoning). Host and
+    # X-Forwarded-For, -Proto and -Host are always replaced by edgecache's own values.
+    drop_request_headers: tuple[str, ...] = (
+        "X-Forwarded-Server", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Scheme", "X-Host",
+        "X-Original-Host", "X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override", "X-HTTP-Method",
+        "X-Method-Override",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +272,12 @@ CHECKS: dict[str, Check] = {
     "origin.read_timeout": _positive,
     "origin.max_connections": _positive,
     "admin.top_size": _positive,
+    "origin.queue_timeout": _positive,
+    "origin.max_header_bytes": _positive,
+    "server.idle_timeout": _positive,
+    "server.header_timeout": _positive,
+    "server.bypass_rate": _non_negative,
+    "server.bypass_burst": _positive,
     "cache.max_bytes": _positive,
     "cache.max_object_bytes": _positive,
     "cache.stale_if_error": _non_negative,

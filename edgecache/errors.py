@@ -19,3 +19,7 @@ class OriginError(EdgecacheError, ConnectionError):
 
 class OriginTimeoutError(OriginError, TimeoutError):
     """The origin did not answer within the configured timeout."""
+
+
+class OriginBusyError(OriginError):
+    """Every origin connection stayed in use for origin.queue_timeout seconds."""

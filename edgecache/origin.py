@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .config import OriginSettings
-from .errors import OriginError, OriginTimeoutError
+from .errors import OriginBusyError, OriginError, OriginTimeoutError
 from .log import origin_logger
 from .outcomes import Reason
 from .storability import HOP_BY_HOP
@@ -22,12 +22,9 @@ from .storability import HOP_BY_HOP
 CONDITIONAL_FIELDS = frozenset({
     "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range",
 })
-# Fields set by edgecache itself, or that a client could use to make the origin
-# render something other than what the cache key says (cache poisoning).
+# Fields that edgecache sets itself; a client's values never reach the origin.
 PROXY_SET_FIELDS = frozenset({
-    "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-server",
-    "x-forwarded-port", "x-host", "x-original-url", "x-rewrite-url", "x-http-method-override",
-    "forwarded", "content-length",
+    "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "content-length",
 })
 
 READ_CHUNK_BYTES = 64 * 1024
@@ -40,6 +37,8 @@ class ForwardContext:
     client_ip: str
     scheme: str
     host: str
+    # Client fields dropped on top of PROXY_SET_FIELDS (origin.drop_request_headers), lower-case.
+    dropped: frozenset[str] = frozenset()
 
 
 def forward_headers(
@@ -49,7 +48,7 @@ def forward_headers(
     strip_conditionals: bool,
 ) -> CIMultiDict[str]:
     """Return the headers to send to the origin for a client request."""
-    dropped = set(HOP_BY_HOP) | PROXY_SET_FIELDS
+    dropped = set(HOP_BY_HOP) | PROXY_SET_FIELDS | context.dropped
     if strip_conditionals:
         dropped |= CONDITIONAL_FIELDS
     for value in client_headers.getall("connection", []) if hasattr(client_headers, "getall") else ():
@@ -77,14 +76,22 @@ class OriginClient:
         self.settings = settings
         self.base_url = URL(settings.url)
         self._session: aiohttp.ClientSession | None = None
+        # One slot per origin connection; a request holds its slot until its response is released.
+        self._slots: asyncio.Semaphore | None = None
+        self.in_use = 0
 
     def __repr__(self) -> str:
-        return f"<OriginClient {self.base_url} max_connections={self.settings.max_connections}>"
+        return (f"<OriginClient {self.base_url} in_use={self.in_use} "
+                f"max_connections={self.settings.max_connections}>")
 
     async def start(self) -> None:
+        self._slots = asyncio.Semaphore(self.settings.max_connections)
         connector = aiohttp.TCPConnector(limit=self.settings.max_connections, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # Response header limits: a category page may list thousands of tags in one field.
+            max_line_size=self.settings.max_header_bytes,
+            max_field_size=self.settings.max_header_bytes,
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=self.settings.connect_timeout, sock_read=self.settings.read_timeout
             ),
@@ -110,8 +117,45 @@ class OriginClient:
     async def request(
         self, method: str, raw_path_qs: str, headers: CIMultiDict[str], *, data: Any = None
     ) -> aiohttp.ClientResponse:
-        """Send a request and return the response with its headers read; the caller releases it."""
-        assert self._session is not None, "call OriginClient.start() first"
+        """Send a request and return the response with its headers read; the caller releases it.
+
+        Waits at most origin.queue_timeout for a free connection slot, else raises
+        OriginBusyError. The slot is held until the response is released or read to the end.
+        """
+        assert self._session is not None and self._slots is not None, "call OriginClient.start() first"
+        await self._acquire_slot(method, raw_path_qs)
+        try:
+            response = await self._send(method, raw_path_qs, headers, data=data)
+        except BaseException:
+            self._release_slot()
+            raise
+        connection = response.connection
+        if connection is None:
+            self._release_slot()
+        else:
+            connection.add_callback(_once(self._release_slot))
+        return response
+
+    async def _acquire_slot(self, method: str, raw_path_qs: str) -> None:
+        assert self._slots is not None
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.settings.queue_timeout)
+        except TimeoutError:
+            raise OriginBusyError(
+                f"origin busy: all {self.settings.max_connections} connections in use for "
+                f"{self.settings.queue_timeout:g} s ({method} {raw_path_qs.partition('?')[0]})",
+                reason=Reason.ORIGIN_BUSY,
+            ) from None
+        self.in_use += 1
+
+    def _release_slot(self) -> None:
+        assert self._slots is not None
+        self.in_use -= 1
+        self._slots.release()
+
+    async def _send(self, method: str, raw_path_qs: str, headers: CIMultiDict[str], *,
+                    data: Any) -> aiohttp.ClientResponse:
+        assert self._session is not None
         url = self.url_for(raw_path_qs)
         try:
             return await self._session.request(
@@ -129,6 +173,19 @@ class OriginClient:
             raise OriginError(f"origin sent an invalid response: {exc.message}", reason=Reason.ORIGIN_INVALID) from exc
         except aiohttp.ClientError as exc:
             raise OriginError(f"origin request failed: {exc}", reason=Reason.ORIGIN_INVALID) from exc
+
+
+def _once(callback: Callable[[], None]) -> Callable[[], None]:
+    """Wrap `callback` so that only its first call runs (aiohttp may notify release and close)."""
+    called = False
+
+    def wrapper() -> None:
+        nonlocal called
+        if not called:
+            called = True
+            callback()
+
+    return wrapper
 
 
 async def read_body(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:

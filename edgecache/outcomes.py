@@ -44,6 +44,10 @@ class Reason(StrEnum):
     ORIGIN_UNREACHABLE = "origin-unreachable"
     ORIGIN_TIMEOUT = "origin-timeout"
     ORIGIN_INVALID = "origin-invalid"
+    ORIGIN_BUSY = "origin-busy"
+    # Why edgecache rejected a client request.
+    BAD_REQUEST = "bad-request"
+    RATE_LIMITED = "rate-limited"
 
 
 X_CACHE = {

@@ -16,28 +16,38 @@ from types import MappingProxyType
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .cache_control import parse_cache_control
 from .coalesce import Coalescer, Flight, FlightResult, FlightStatus
 from .config import Rule, Settings
 from .entry import Entry, store_key
-from .errors import OriginError
+from .bypass import BypassFlights, SharedResponse, flight_key, is_shareable
+from .errors import OriginBusyError, OriginError
 from .fetch import Fetched, FetchKind, Fetcher
 from .access_log import log_access
 from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical_path, origin_form
 from .log import access_logger
-from .origin import ForwardContext, OriginClient, forward_headers
+from .origin import ForwardContext, OriginClient, forward_headers, read_body
 from .outcomes import Outcome, Reason
 from .responses import cache_status, error_response, from_entry, stream_response, buffered_response
+from .ratelimit import RateLimiter, retry_after
 from .stats import Stats
 from .store import MemoryStore
+from .target import REJECTED_METHODS, target_problem
 from .vary import variant_key
 
 # Origin statuses that a stale entry may replace (RFC 5861 section 4).
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 NO_COOKIES: MappingProxyType[str, str] = MappingProxyType({})
+
+
+def error_status(error: OriginError) -> int:
+    """Return the client status for an origin failure: 503 busy, 504 timed out, else 502."""
+    if isinstance(error, OriginBusyError):
+        return 503
+    return 504 if isinstance(error, TimeoutError) else 502
 
 
 class RequestContext:
@@ -83,6 +93,10 @@ class Proxy:
         self.observe_served: Callable[[Entry, float], None] = lambda entry, now: None
         # fnmatch over every rule is a visible share of a hit, and rules never change.
         self._rule_memo = lru_cache(maxsize=MEMO_PATHS)(settings.rule_for)
+        self._dropped = frozenset(name.lower() for name in settings.origin.drop_request_headers)
+        self.bypass_flights = BypassFlights(follower_timeout=settings.cache.coalesce_timeout)
+        self.bypass_limiter = RateLimiter(rate=settings.server.bypass_rate, burst=settings.server.bypass_burst,
+                                          clock=time.monotonic)
 
     async def close(self) -> None:
         """Wait for background refreshes to end (they are bounded by origin timeouts)."""
@@ -91,18 +105,36 @@ class Proxy:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         context = RequestContext()
-        if not request.raw_path.startswith("/"):
-            request = request.clone(rel_url=URL(origin_form(request.raw_path), encoded=True))
-        if request.method not in ("GET", "HEAD"):
+        request, rejection = self._admit(request, context)
+        if rejection is not None:
+            response: web.StreamResponse = rejection
+        elif request.method not in ("GET", "HEAD"):
             context.rule = self._rule_name(request.raw_path)
             response = await self._pass_through(request, context)
         elif "?" in request.raw_path:
             context.rule = self._rule_name(request.raw_path)
-            response = await self._forward(request, context, Outcome.BYPASS, Reason.QUERY)
+            response = await self._bypass(request, context)
         else:
             response = await self._lookup(request, context)
         self._account(request, response, context)
         return response
+
+    def _admit(self, request: web.BaseRequest, context: RequestContext) -> tuple[web.BaseRequest, web.Response | None]:
+        """Reject methods and targets that must not reach the origin; reduce absolute-form to a path.
+
+        An absolute-form target (`GET http://other.example/x`) names a host, but edgecache
+        has one origin, so only the target's path and query are used.
+        """
+        if request.method in REJECTED_METHODS:
+            response = self._fail(context, 405, Reason.METHOD, f"method {request.method} is not allowed")
+            response.headers["Allow"] = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
+            return request, response
+        if request.raw_path.startswith(("http://", "https://")):
+            request = request.clone(rel_url=request.rel_url)
+        problem = target_problem(request.raw_path)
+        if problem is not None:
+            return request, self._fail(context, 400, Reason.BAD_REQUEST, problem)
+        return request, None
 
     async def _lookup(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
         # request.cookies parses the whole Cookie header: skip it unless a key cookie is configured.
@@ -166,7 +198,8 @@ class Proxy:
         host = self._site
         if self.settings.origin.host_header == "client" and request.host and request.host.lower() in self._allowed_hosts:
             host = request.host
-        return ForwardContext(client_ip=request.remote or "", scheme=request.scheme, host=host)
+        return ForwardContext(client_ip=request.remote or "", scheme=request.scheme, host=host,
+                              dropped=self._dropped)
 
     async def _fetch(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext) -> web.StreamResponse:
         """Fetch a missing or stale entry once per key; concurrent requests follow the leader."""
@@ -191,7 +224,7 @@ class Proxy:
             try:
                 # The origin gets the canonical path, so the entry is what the key names.
                 fetched = await self.fetcher.fetch(
-                    canonical_path(request.raw_path), headers, rule=lookup.rule, key=lookup.key, entry=lookup.entry,
+                    lookup.key.path, headers, rule=lookup.rule, key=lookup.key, entry=lookup.entry,
                     authorization="authorization" in request.headers,
                 )
             except OriginError as exc:
@@ -238,7 +271,7 @@ class Proxy:
             return self._serve(request, stale, now, Outcome.STALE, context, reason=error.reason)
         if isinstance(error, TimeoutError) or (stale is not None and stale.must_revalidate):
             return self._fail(context, 504, error.reason, str(error))
-        return self._fail(context, 502, error.reason, str(error))
+        return self._fail(context, error_status(error), error.reason, str(error))
 
     def _fail(self, context: RequestContext, status: int, reason: str, message: str, *,
               forwarded: Outcome = Outcome.ERROR) -> web.Response:
@@ -254,7 +287,7 @@ class Proxy:
             return
         flight, _ = self.coalescer.acquire(flight_key)
         headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=True)
-        task = asyncio.create_task(self._refresh(flight, canonical_path(request.raw_path), headers, lookup,
+        task = asyncio.create_task(self._refresh(flight, lookup.key.path, headers, lookup,
                                                  "authorization" in request.headers))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -282,11 +315,63 @@ class Proxy:
         try:
             upstream = await self.fetcher.send(request.method, request.raw_path, headers, data=data)
         except OriginError as exc:
-            status = 504 if isinstance(exc, TimeoutError) else 502
-            return self._fail(context, status, exc.reason, str(exc), forwarded=outcome)
+            return self._fail(context, error_status(exc), exc.reason, str(exc), forwarded=outcome)
         try:
             status_value = cache_status(outcome, reason=reason)
             return await stream_response(request, upstream, outcome=outcome, status_value=status_value)
+        finally:
+            upstream.release()
+
+    async def _bypass(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
+        """Forward a forced miss, within the client's rate limit, sharing a public answer in flight."""
+        wait = self.bypass_limiter.acquire(request.remote or "")
+        if wait > 0:
+            response = self._fail(context, 429, Reason.RATE_LIMITED, "too many requests with a query string")
+            response.headers["Retry-After"] = retry_after(wait)
+            return response
+        if request.method != "GET" or request.body_exists:
+            return await self._forward(request, context, Outcome.BYPASS, Reason.QUERY)
+        headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=False)
+        key = flight_key(request.method, request.raw_path, headers)
+        future, leader = self.bypass_flights.acquire(key)
+        if not leader:
+            shared = await self.bypass_flights.wait(future)
+            if shared is not None:
+                self.stats.bypass_coalesced += 1
+                context.outcome, context.reason = Outcome.BYPASS, Reason.QUERY
+                return web.Response(status=shared.status, reason=shared.reason, headers=shared.headers,
+                                    body=shared.body)
+            return await self._forward(request, context, Outcome.BYPASS, Reason.QUERY)
+        shared = None
+        try:
+            response, shared = await self._forward_shareable(request, context, headers)
+            return response
+        finally:
+            self.bypass_flights.release(key, future, shared)
+
+    async def _forward_shareable(self, request: web.BaseRequest, context: RequestContext,
+                                 headers: object) -> tuple[web.StreamResponse, SharedResponse | None]:
+        """Forward a GET forced miss as a leader; return the response and what followers may share."""
+        context.outcome, context.reason = Outcome.BYPASS, Reason.QUERY
+        status_value = cache_status(Outcome.BYPASS, reason=Reason.QUERY)
+        try:
+            upstream = await self.fetcher.send("GET", request.raw_path, headers)  # type: ignore[arg-type]
+        except OriginError as exc:
+            return self._fail(context, error_status(exc), exc.reason, str(exc), forwarded=Outcome.BYPASS), None
+        try:
+            if not is_shareable(upstream.headers):
+                return await stream_response(request, upstream, outcome=Outcome.BYPASS,
+                                             status_value=status_value), None
+            try:
+                body, complete = await read_body(upstream, self.settings.cache.max_object_bytes)
+            except OriginError as exc:
+                return self._fail(context, error_status(exc), exc.reason, str(exc), forwarded=Outcome.BYPASS), None
+            if not complete:
+                return await stream_response(request, upstream, outcome=Outcome.BYPASS, status_value=status_value,
+                                             prefix=body), None
+            response = buffered_response(upstream, body, outcome=Outcome.BYPASS, status_value=status_value)
+            return response, SharedResponse(response.status, response.reason, CIMultiDictProxy(
+                CIMultiDict(response.headers)), body)
         finally:
             upstream.release()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,12 +18,17 @@ from .invalidation import InventoryInvalidator
 from .key import canonical_path
 from .log import server_logger
 from .origin import OriginClient
+from .protocol import GuardedServer
 from .proxy import Proxy
 from .reconcile import Reconciler
 from .refetch import Refetcher
 from .staleness import StalenessMeter
+from .reload import install_signal_handlers
 from .stats import Stats
 from .store import MemoryStore
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -44,6 +48,8 @@ class Edgecache:
         self.origin = OriginClient(settings.origin)
         self.proxy = Proxy(settings, store=self.store, origin=self.origin, stats=self.stats, clock=clock)
         self._wire_inventory()
+        # Handlers replaced by a reload; their background refreshes are awaited at stop.
+        self.retired_proxies: list[Proxy] = []
         self.registry: CollectorRegistry | None = None
         self._runners: list[web.BaseRunner] = []
         self.proxy_port = 0
@@ -59,10 +65,15 @@ class Edgecache:
                                                 stats=self.stats)
         self.reconciler = Reconciler(self.settings.reconcile, store=self.store, refetcher=self.refetcher,
                                      stats=self.stats)
-        self.proxy.fetcher.is_fenced = self.invalidator.fence
-        self.proxy.fetcher.has_low_stock = self.tracker.has_low_stock
-        self.proxy.observe_served = self.staleness.observe
+        self.attach(self.proxy)
         self._tasks: list[asyncio.Task[None]] = []
+
+    def attach(self, proxy: Proxy) -> None:
+        """Connect a request handler to the inventory components; a reload calls this for its new handler."""
+        proxy.fetcher.is_fenced = self.invalidator.fence
+        proxy.fetcher.has_low_stock = self.tracker.has_low_stock
+        proxy.observe_served = self.staleness.observe
+        self.refetcher.proxy = proxy
 
     def __repr__(self) -> str:
         return f"<Edgecache origin={self.settings.origin.url} proxy_port={self.proxy_port} store={self.store!r}>"
@@ -107,10 +118,13 @@ class Edgecache:
     async def start(self) -> None:
         """Open the origin pool and both listeners; ports of 0 pick free ones."""
         await self.origin.start()
-        server = web.Server(
-            self.proxy.handle,
+        server = GuardedServer(
+            # Looked up per request, so a reload's new handler serves the next request.
+            lambda request: self.proxy.handle(request),
+            header_timeout=self.settings.server.header_timeout,
             max_line_size=self.settings.server.max_line_size,
             max_field_size=self.settings.server.max_field_size,
+            keepalive_timeout=self.settings.server.idle_timeout,
             access_log=None,
         )
         shutdown_timeout = self.settings.server.shutdown_timeout
@@ -133,8 +147,11 @@ class Edgecache:
             self._tasks.append(asyncio.create_task(self.reconciler.run(), name="edgecache-reconcile"))
         self.proxy_port = _bound_port(proxy_runner)
         self.admin_port = _bound_port(admin_runner)
-        server_logger.info("edgecache listening on %s (admin %s), origin %s",
-                           self.settings.server.listen, self.settings.server.admin_listen, self.settings.origin.url)
+        server_logger.info("edgecache listening on %s:%d (admin %s:%d), origin %s",
+                           split_host_port(self.settings.server.listen)[0], self.proxy_port,
+                           split_host_port(self.settings.server.admin_listen)[0], self.admin_port,
+                           self.settings.origin.url)
+        warn_if_admin_exposed(self.settings.server.admin_listen, self.admin_token)
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):
@@ -145,7 +162,8 @@ class Edgecache:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.refetcher.close()
-        await self.proxy.close()
+        for proxy in (*self.retired_proxies, self.proxy):
+            await proxy.close()
         await self.origin.close()
         server_logger.info("edgecache stopped")
 
@@ -156,12 +174,22 @@ def _bound_port(runner: web.BaseRunner) -> int:
     return 0
 
 
-async def serve_forever(edgecache: Edgecache, *, duration: float | None = None) -> None:
-    """Run until SIGTERM or SIGINT (or `duration` seconds), then stop gracefully."""
+def warn_if_admin_exposed(admin_listen: str, token: str) -> None:
+    """Warn when the admin listener accepts connections from other hosts and has no token."""
+    host, _ = split_host_port(admin_listen)
+    if not token and host not in LOOPBACK_HOSTS:
+        server_logger.warning("admin listener on %s is reachable from other hosts and has no token: anyone "
+                              "there can read figures; set admin.token or bind it to 127.0.0.1", admin_listen)
+
+
+async def serve_forever(edgecache: Edgecache, *, duration: float | None = None,
+                        load_settings: Callable[[], Settings] | None = None) -> None:
+    """Run until SIGTERM or SIGINT (or `duration` seconds), then stop gracefully.
+
+    SIGHUP calls `load_settings` and applies the result (see reload.py).
+    """
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    install_signal_handlers(edgecache, stop, load_settings)
     await edgecache.start()
     try:
         if duration is None:

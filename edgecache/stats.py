@@ -102,6 +102,8 @@ class Stats:
         self.origin_requests = 0
         self.origin_errors: dict[str, int] = {}
         self.coalesced = 0
+        # Forced misses answered with another identical request's origin response.
+        self.bypass_coalesced = 0
         self.stale_served = 0
         self.response_bytes = 0
         self.served_age.reset()
@@ -182,6 +184,7 @@ class Stats:
             "hit_ratio_formula": "(hit + stale) / lookups",
             "by_rule": by_rule,
             "reasons": dict(sorted(self.reasons.items())),
+            "rate_limited": self.reasons.get("rate-limited", 0),
             "cache": cache,
             "origin": {
                 "requests": self.origin_requests,
@@ -189,6 +192,8 @@ class Stats:
                 "timeouts": self.origin_errors.get("origin-timeout", 0),
                 "errors_by_reason": dict(sorted(self.origin_errors.items())),
                 "coalesced": self.coalesced,
+                "bypass_coalesced": self.bypass_coalesced,
+                "busy_rejections": self.origin_errors.get("origin-busy", 0),
                 "fetch_seconds": {
                     "p50": self.origin_seconds.quantile(0.5),
                     "p90": self.origin_seconds.quantile(0.9),

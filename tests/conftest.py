@@ -12,6 +12,7 @@ from pytest_aiohttp import AiohttpServer
 from edgecache.config import build_settings
 from edgecache.server import Edgecache
 
+from fault_origin import FaultOrigin
 from origin_double import RecordingOrigin
 
 EdgecacheFactory = Callable[..., Awaitable[Edgecache]]
@@ -66,3 +67,18 @@ def proxy_url(edgecache: Edgecache, path: str) -> str:
 
 def admin_url(edgecache: Edgecache, path: str) -> str:
     return f"http://127.0.0.1:{edgecache.admin_port}{path}"
+
+
+@pytest.fixture
+async def fault_origin() -> AsyncIterator[FaultOrigin]:
+    """A raw loopback origin whose misbehaviour a test scripts per path."""
+    server = FaultOrigin()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def edgecache_on_faults(fault_origin: FaultOrigin, make_edgecache: EdgecacheFactory) -> Edgecache:
+    """Edgecache with default settings in front of the fault-injection origin."""
+    return await make_edgecache(fault_origin.url)

@@ -1,0 +1,40 @@
+"""Checks on client request targets, as pure functions, before any key is built.
+
+aiohttp already rejects request lines with control characters, CR/LF in header
+values and Content-Length together with Transfer-Encoding. These checks cover what
+its parser accepts but a cache must not: targets that are not a path, invalid
+percent-encoding, encoded control characters, and dot segments hidden behind an
+encoded slash or backslash (`/static/..%2f..%2faccount`), which an origin may
+resolve to a different resource than the one the key names.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Methods a reverse proxy for one site never forwards: CONNECT would open a tunnel,
+# and TRACE echoes the request (including cookies) back to the client.
+REJECTED_METHODS = frozenset({"CONNECT", "TRACE"})
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# Percent-escapes of C0 controls and DEL.
+_CONTROL_ESCAPE = re.compile(r"%(?:[01][0-9A-Fa-f]|7[Ff])")
+_ENCODED_SEPARATOR = re.compile(r"%(?:2[Ff]|5[Cc])")
+
+
+def target_problem(raw_target: str) -> str | None:
+    """Return why an origin-form request target (path and query) is invalid, or None."""
+    if not raw_target.startswith("/"):
+        return "request target must be a path starting with /"
+    path = raw_target.partition("?")[0]
+    if _BAD_ESCAPE.search(raw_target):
+        return "invalid percent-encoding in request target"
+    if _CONTROL_ESCAPE.search(path):
+        return "encoded control character in request path"
+    if "\\" in path:
+        return "backslash in request path"
+    if _ENCODED_SEPARATOR.search(path):
+        segments = _ENCODED_SEPARATOR.sub("/", path).split("/")
+        if any(segment.lower() in ("..", ".", "%2e%2e", "%2e", ".%2e", "%2e.") for segment in segments):
+            return "dot segment behind an encoded slash in request path"
+    return None

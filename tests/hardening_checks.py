@@ -1,0 +1,40 @@
+"""Checks shared by the hardening tests: edgecache is healthy and holds nothing open."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from edgecache.server import Edgecache
+
+from conftest import admin_url, proxy_url
+
+
+class FakeClock:
+    """A settable clock in epoch seconds."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def assert_healthy(edgecache: Edgecache, client: aiohttp.ClientSession, path: str = "/after-fault") -> None:
+    """Check /health, a normal request through the proxy, and that nothing was left in flight."""
+    async with client.get(admin_url(edgecache, "/health")) as health:
+        assert health.status == 200
+    async with client.get(proxy_url(edgecache, path)) as response:
+        assert response.status == 200
+        assert await response.read() == f"page {path}".encode()
+    await asyncio.sleep(0)
+    assert edgecache.origin.in_use == 0
+    assert len(edgecache.proxy.coalescer) == 0
+    assert len(edgecache.proxy.bypass_flights) == 0
+    assert not edgecache.proxy._background
+
+
+async def fetch(client: aiohttp.ClientSession, url: str, **kwargs: object) -> tuple[int, bytes, dict[str, str]]:
+    async with client.get(url, **kwargs) as response:  # type: ignore[arg-type]
+        return response.status, await response.read(), dict(response.headers)

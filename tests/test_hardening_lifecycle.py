@@ -1,0 +1,188 @@
+"""Limits, reload and shutdown: memory bound under a path flood, SIGHUP reloads, SIGTERM drains."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+import fault_origin as faults
+from conftest import admin_url, proxy_url
+from edgecache.config import build_settings
+from edgecache.errors import ConfigError
+from edgecache.key import CacheKey
+from edgecache.reload import reload_settings
+from fault_origin import FaultOrigin
+from hardening_checks import assert_healthy, fetch
+
+
+def settings_for(cache: Any, raw: dict[str, Any]) -> Any:
+    server = {"listen": cache.settings.server.listen, "admin_listen": cache.settings.server.admin_listen}
+    return build_settings({"server": server, "origin": {"url": cache.settings.origin.url}, **raw}, environ={})
+
+
+async def test_path_flood_within_max_bytes(fault_origin: FaultOrigin, make_edgecache: Any,
+                                           client: aiohttp.ClientSession) -> None:
+    cache = await make_edgecache(fault_origin.url, {"cache": {"max_bytes": 100_000, "max_object_bytes": 10_000}})
+    for index in range(400):
+        fault_origin.faults[f"/flood/{index}"] = faults.ok(b"f" * 1000)
+    await asyncio.gather(*(fetch(client, proxy_url(cache, f"/flood/{index}")) for index in range(400)))
+    assert cache.store.bytes <= 100_000
+    assert cache.store.evictions >= 300
+    await assert_healthy(cache, client)
+
+
+async def test_reload_keeps_cache(fault_origin: FaultOrigin, make_edgecache: Any,
+                                  client: aiohttp.ClientSession) -> None:
+    cache = await make_edgecache(fault_origin.url)
+    await fetch(client, proxy_url(cache, "/shoe/p"))
+    new = settings_for(cache, {"rules": [{"name": "product", "match": "/*/p", "ttl": 5, "override_origin": True}]})
+    assert reload_settings(cache, lambda: new) is True
+    assert cache.settings.rules[0].name == "product"
+    status, _, headers = await fetch(client, proxy_url(cache, "/shoe/p"))
+    assert (status, headers["X-Cache"]) == (200, "HIT")
+    status, _, headers = await fetch(client, proxy_url(cache, "/bag/p"))
+    assert headers["Cache-Status"] == "edgecache; fwd=uri-miss; stored"
+    entry = cache.store.lookup(CacheKey(cache.settings.site_host, "/bag/p"), {})
+    assert (entry.rule, entry.lifetime) == ("product", 5)
+
+
+async def test_reload_key_change_purges(fault_origin: FaultOrigin, make_edgecache: Any,
+                                        client: aiohttp.ClientSession) -> None:
+    cache = await make_edgecache(fault_origin.url)
+    await fetch(client, proxy_url(cache, "/shoe/p"))
+    assert reload_settings(cache, lambda: settings_for(cache, {"key": {"fold_case": True}})) is True
+    assert len(cache.store) == 0
+    await assert_healthy(cache, client)
+
+
+async def test_reload_invalid_keeps_settings(fault_origin: FaultOrigin, make_edgecache: Any,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    cache = await make_edgecache(fault_origin.url)
+    before = cache.settings
+
+    def invalid() -> Any:
+        raise ConfigError("cache.max_bytes: invalid value -1; expected a positive number")
+
+    assert reload_settings(cache, invalid) is False
+    assert cache.settings is before
+    assert "reload failed, keeping the running settings: cache.max_bytes: invalid value -1" in caplog.text
+
+
+async def test_reload_keeps_listen(fault_origin: FaultOrigin, make_edgecache: Any,
+                                   client: aiohttp.ClientSession) -> None:
+    cache = await make_edgecache(fault_origin.url)
+    new = settings_for(cache, {"server": {"listen": "127.0.0.1:1", "admin_listen": "127.0.0.1:2"}})
+    assert reload_settings(cache, lambda: new) is True
+    assert cache.settings.server.listen == "127.0.0.1:0"
+    await assert_healthy(cache, client)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_process(tmp_path: Path, origin_url: str, extra: str = "") -> tuple[subprocess.Popen[bytes], int, int]:
+    proxy_port, admin_port = free_port(), free_port()
+    config = tmp_path / "edgecache.toml"
+    config.write_text(f'[server]\nlisten = "127.0.0.1:{proxy_port}"\nadmin_listen = "127.0.0.1:{admin_port}"\n'
+                      f'shutdown_timeout = 5.0\n[origin]\nurl = "{origin_url}"\n{extra}')
+    process = subprocess.Popen([sys.executable, "-m", "edgecache", "serve", "--config", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            try:
+                async with session.get(f"http://127.0.0.1:{admin_port}/health") as response:
+                    if response.status == 200:
+                        return process, proxy_port, admin_port
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"edgecache did not start: {process.communicate()[0]!r}")
+
+
+async def wait_exit(process: subprocess.Popen[bytes]) -> int:
+    return await asyncio.to_thread(process.wait, 10)
+
+
+async def test_sigterm_drains_in_flight(fault_origin: FaultOrigin, tmp_path: Path) -> None:
+    process, proxy_port, _ = await start_process(tmp_path, fault_origin.url)
+    gate, arrived = asyncio.Event(), asyncio.Event()
+    fault_origin.faults["/slow/p"] = faults.gated(gate, faults.ok(b"finished"), arrived=arrived)
+    async with aiohttp.ClientSession() as session:
+        request = asyncio.create_task(fetch(session, f"http://127.0.0.1:{proxy_port}/slow/p"))
+        await arrived.wait()
+        process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await fetch(session, f"http://127.0.0.1:{proxy_port}/other")
+        gate.set()
+        status, body, _ = await request
+    assert (status, body) == (200, b"finished")
+    assert await wait_exit(process) == 0
+
+
+async def test_sighup_reloads_file(fault_origin: FaultOrigin, tmp_path: Path) -> None:
+    process, proxy_port, admin_port = await start_process(tmp_path, fault_origin.url)
+    config = tmp_path / "edgecache.toml"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await fetch(session, f"http://127.0.0.1:{proxy_port}/shoe/p")
+            config.write_text(config.read_text() + "[admin]\ntoken = \"new-token\"\n")
+            os.kill(process.pid, signal.SIGHUP)
+            for _ in range(100):
+                async with session.post(f"http://127.0.0.1:{admin_port}/purge", json={"all": True},
+                                        headers={"Authorization": "Bearer new-token"}) as response:
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.05)
+            assert response.status == 200
+            config.write_text("[cache]\nmax_bytes = -1\n")
+            os.kill(process.pid, signal.SIGHUP)
+            await asyncio.sleep(0.3)
+            status, _, _ = await fetch(session, f"http://127.0.0.1:{proxy_port}/shoe/p")
+            assert status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await wait_exit(process) == 0
+    output = process.stdout.read().decode() if process.stdout else ""
+    assert "reload: settings applied" in output
+    assert "reload failed, keeping the running settings: cache.max_bytes: invalid value -1" in output
+
+
+async def test_admin_warns_when_exposed(fault_origin: FaultOrigin, make_edgecache: Any,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    from edgecache.server import warn_if_admin_exposed
+
+    warn_if_admin_exposed("0.0.0.0:8081", "")
+    warn_if_admin_exposed("0.0.0.0:8081", "secret")
+    warn_if_admin_exposed("127.0.0.1:8081", "")
+    assert [record.getMessage()[:40] for record in caplog.records] == [
+        "admin listener on 0.0.0.0:8081 is reacha"]
+    assert "secret" not in caplog.text
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"{not json", "body is not valid JSON"),
+    (b'"paths"', "body must be a JSON object"),
+    (b'{"paths": "/a"}', "field 'paths' must be a list of non-empty strings"),
+    (b'{"soft": "yes", "all": true}', "field 'soft' must be true or false"),
+    (b'{"path": ["/a"]}', "unknown field 'path'; allowed: all, paths, prefixes, soft, tags"),
+])
+async def test_admin_bad_body_names_field(body: bytes, message: str, fault_origin: FaultOrigin,
+                                          make_edgecache: Any, client: aiohttp.ClientSession) -> None:
+    cache = await make_edgecache(fault_origin.url, {"admin": {"token": "t0ken"}})
+    async with client.post(admin_url(cache, "/purge"), data=body,
+                           headers={"Authorization": "Bearer t0ken", "Content-Type": "application/json"}) as response:
+        assert response.status == 400
+        assert (await response.json()) == {"error": message}
