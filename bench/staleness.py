@@ -124,7 +124,8 @@ async def stock_changes(inventory: Inventory, rate: float, seed: int, deadline: 
 
 def edgecache_settings(args: argparse.Namespace, mode: str) -> Any:
     raw = {
-        "server": {"listen": f"{HOST}:{PROXY_PORT}", "admin_listen": f"{HOST}:{ADMIN_PORT}", "access_log": False},
+        "server": {"listen": f"{HOST}:{PROXY_PORT}", "admin_listen": f"{HOST}:{ADMIN_PORT}", "access_log": False,
+                   "shutdown_timeout": 1.0},
         "origin": {"url": f"http://{HOST}:{ORIGIN_PORT}"},
         "rules": [{"name": "product", "match": "/*/p", "ttl": args.ttl, "stale_while_revalidate": 10}],
         "reconcile": {"requests_per_second": args.reconcile_rate if mode == "reconcile" else 0.0},
@@ -159,7 +160,7 @@ async def wait_for_port(port: int, timeout: float = 5.0) -> None:
 async def run_mode(args: argparse.Namespace, mode: str) -> Tally:
     inventory = Inventory(product_count=args.products, seed=args.seed)
     app = create_app(inventory, change_interval=None, seed=args.seed)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, HOST, ORIGIN_PORT, reuse_address=True).start()
     edgecache: Edgecache | None = None

@@ -3,7 +3,7 @@
 The body is one event object or an array of them:
 `{"sku": "SKU-1", "available_quantity": 3, "version": 812, "timestamp": "2024-05-01T12:00:00Z"}`,
 with an explicit `"state"` (in_stock, low_stock, out_of_stock, backorder) instead of
-the quantity when the producer knows it. The whole batch is checked before any event
+the quantity when the producer has it. The whole batch is checked before any event
 is applied, so a 400 means nothing changed; the message names the invalid field.
 """
 

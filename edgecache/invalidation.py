@@ -63,7 +63,7 @@ class InventoryInvalidator:
         return len(self._pending)
 
     def apply(self, events: Sequence[InventoryEvent], now: float) -> dict[str, Any]:
-        """Apply events in order; return what they did, for the API's answer."""
+        """Apply events in order; return what they did, for the API response."""
         self.flush_due(now)
         results = {result.value: 0 for result in EventResult}
         purged = deferred = 0
