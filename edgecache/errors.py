@@ -19,3 +19,11 @@ class OriginError(EdgecacheError, ConnectionError):
 
 class OriginTimeoutError(OriginError, TimeoutError):
     """The origin did not answer within the configured timeout."""
+
+
+class SharedTierError(EdgecacheError, ConnectionError):
+    """Redis, the shared tier, failed or timed out; edgecache carries on without it."""
+
+
+class CorruptEntryError(EdgecacheError, ValueError):
+    """A value read from the shared tier is not a valid serialized entry, or is too large."""

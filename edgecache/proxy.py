@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -26,9 +27,13 @@ from .log import access_logger
 from .origin import ForwardContext, OriginClient, forward_headers
 from .outcomes import Outcome, Reason
 from .responses import cache_status, error_response, from_entry, stream_response, buffered_response
+from .shared.invalidation import PurgeRequest
 from .stats import Stats
 from .store import MemoryStore
 from .vary import variant_key
+
+if TYPE_CHECKING:
+    from .shared import SharedCache
 
 # Origin statuses that a stale entry may replace (RFC 5861 section 4).
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
@@ -71,6 +76,8 @@ class Proxy:
         self._allowed_hosts = tuple(host.lower() for host in settings.site.allowed_hosts)
         self._background: set[asyncio.Task[None]] = set()
         self._log_access = settings.server.access_log
+        # The Redis tier under the memory store, when cache.shared_url is set.
+        self.shared: SharedCache | None = None
 
     async def close(self) -> None:
         """Wait for background refreshes to end (they are bounded by origin timeouts)."""
@@ -155,7 +162,35 @@ class Proxy:
             if result.status is FlightStatus.ERROR and result.error is not None:
                 return self._origin_failed(request, lookup.entry, result.error, context)
             flight = None
+        if self.shared is not None:
+            return await self._fetch_through_shared(request, lookup, context, flight)
         return await self._fetch_as_leader(request, lookup, context, flight)
+
+    async def _fetch_through_shared(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext,
+                                    flight: Flight | None) -> web.StreamResponse:
+        """Look in Redis before the origin; on a miss there too, fetch under the cross-node lock."""
+        assert self.shared is not None
+        try:
+            entry = await self.shared.tier.lookup(lookup.key, request.headers)
+            if entry is None or not entry.is_fresh(self.clock()):
+                if entry is not None and lookup.entry is None:
+                    # A stale shared entry still gives validators and a stale-if-error fallback.
+                    lookup = Lookup(lookup.key, lookup.rule, entry)
+                locked = await self.shared.lock.acquire_or_wait(lookup.key, request.headers)
+                entry = locked.entry
+                if entry is None:
+                    try:
+                        return await self._fetch_as_leader(request, lookup, context, flight)
+                    finally:
+                        await self.shared.lock.release(lookup.key, locked.token)
+            self.store.put(entry)
+            if flight is not None:
+                self.coalescer.release(flight, FlightResult(FlightStatus.DONE, entry=entry))
+            return self._serve(request, entry, self.clock(), Outcome.HIT, context)
+        finally:
+            # Does nothing when the flight was already released with its real result.
+            if flight is not None:
+                self.coalescer.release(flight, FlightResult(FlightStatus.UNSHAREABLE))
 
     async def _fetch_as_leader(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext,
                                flight: Flight | None) -> web.StreamResponse:
@@ -270,7 +305,10 @@ class Proxy:
                 target = response.headers.get(name)
                 if target and self._is_same_site(target):
                     paths.add(self._canonical(target if target.startswith("/") else "/" + target.split("/", 3)[-1]))
-            self.store.purge_paths(paths, soft=False, now=self.clock())
+            now = self.clock()
+            self.store.purge_paths(paths, soft=False, now=now)
+            if self.shared is not None:
+                await self.shared.tier.purge(PurgeRequest(paths=tuple(sorted(paths)), at=now))
         return response
 
     def _canonical(self, raw_path: str) -> str:

@@ -12,11 +12,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from .admin import create_admin_app
-from .config import Settings
+from .config import Settings, redacted_url
 from .key import canonical_path
 from .log import server_logger
 from .origin import OriginClient
 from .proxy import Proxy
+from .shared import SharedCache
+from .shared.invalidation import PurgeRequest
 from .stats import Stats
 from .store import MemoryStore
 
@@ -37,6 +39,11 @@ class Edgecache:
         self.store = MemoryStore(max_bytes=settings.cache.max_bytes, max_variants=settings.cache.max_variants)
         self.origin = OriginClient(settings.origin)
         self.proxy = Proxy(settings, store=self.store, origin=self.origin, stats=self.stats, clock=clock)
+        self.shared: SharedCache | None = None
+        if settings.cache.shared_url:
+            self.shared = SharedCache(settings.cache, apply=self.purge_local, drop_all=self._drop_memory, clock=clock)
+            self.proxy.shared = self.shared
+            self.proxy.fetcher.shared = self.shared.tier
         self.registry: CollectorRegistry | None = None
         self._runners: list[web.BaseRunner] = []
         self.proxy_port = 0
@@ -58,29 +65,53 @@ class Edgecache:
             "max_variants": self.store.max_variants,
         }
 
-    def snapshot(self) -> dict[str, Any]:
-        return self.stats.snapshot(cache=self.cache_figures())
+    def shared_state(self) -> str:
+        """Return "off" without a shared tier, else "up" or "down"."""
+        return "off" if self.shared is None else self.shared.state
 
-    def purge(self, *, paths: list[str], prefixes: list[str], tags: list[str], purge_all: bool,
-              soft: bool) -> dict[str, Any]:
-        """Purge entries; paths and prefixes are canonicalized as request paths are."""
-        now = self.clock()
+    def snapshot(self) -> dict[str, Any]:
+        snapshot = self.stats.snapshot(cache=self.cache_figures())
+        snapshot["shared"] = {"state": "off"} if self.shared is None else self.shared.snapshot()
+        return snapshot
+
+    async def purge(self, *, paths: list[str], prefixes: list[str], tags: list[str], purge_all: bool,
+                    soft: bool, forbid_stale: bool = False, shared: bool = True) -> dict[str, Any]:
+        """Purge entries here, in Redis and on every node sharing it.
+
+        Paths and prefixes are canonicalized as request paths are. Every purge (admin
+        requests, inventory events) goes through here so that it reaches the other
+        nodes; `shared=False` applies it to this process's memory store only.
+        """
         key_settings = self.settings.key
         canonical = [canonical_path(path, fold_trailing_slash=key_settings.fold_trailing_slash,
                                     fold_case=key_settings.fold_case) for path in paths]
         # A prefix keeps its trailing slash, so "/shoes/" does not also purge "/shoes-sale".
         canonical_prefixes = [canonical_path(prefix, fold_case=key_settings.fold_case) for prefix in prefixes]
-        if purge_all:
-            count = self.store.purge_all(soft=soft, now=now)
-        else:
-            count = (self.store.purge_paths(canonical, soft=soft, now=now)
-                     + self.store.purge_prefixes(canonical_prefixes, soft=soft, now=now)
-                     + self.store.purge_tags(tags, soft=soft, now=now))
-        return {"purged": count, "soft": soft}
+        request = PurgeRequest(paths=tuple(canonical), prefixes=tuple(canonical_prefixes), tags=tuple(tags),
+                               purge_all=purge_all, soft=soft, forbid_stale=forbid_stale, at=self.clock())
+        result: dict[str, Any] = {"purged": self.purge_local(request), "soft": soft}
+        if self.shared is not None and shared:
+            done = await self.shared.tier.purge(request)
+            result["shared"] = "done" if done else "failed: Redis is down; other nodes keep their copies"
+        return result
+
+    def purge_local(self, request: PurgeRequest) -> int:
+        """Apply a purge to this process's memory store; return how many entries it touched."""
+        store, soft, now = self.store, request.soft, request.at
+        if request.purge_all:
+            return store.purge_all(soft=soft, now=now)
+        return (store.purge_paths(request.paths, soft=soft, now=now, forbid_stale=request.forbid_stale)
+                + store.purge_prefixes(request.prefixes, soft=soft, now=now)
+                + store.purge_tags(request.tags, soft=soft, now=now, forbid_stale=request.forbid_stale))
+
+    def _drop_memory(self) -> int:
+        return self.store.purge_all(soft=False, now=self.clock())
 
     async def start(self) -> None:
         """Open the origin pool and both listeners; ports of 0 pick free ones."""
         await self.origin.start()
+        if self.shared is not None:
+            await self.shared.start()
         server = web.Server(
             self.proxy.handle,
             max_line_size=self.settings.server.max_line_size,
@@ -99,8 +130,9 @@ class Edgecache:
             self._runners.append(runner)
         self.proxy_port = _bound_port(proxy_runner)
         self.admin_port = _bound_port(admin_runner)
-        server_logger.info("edgecache listening on %s (admin %s), origin %s",
-                           self.settings.server.listen, self.settings.server.admin_listen, self.settings.origin.url)
+        server_logger.info("edgecache listening on %s (admin %s), origin %s, shared tier %s",
+                           self.settings.server.listen, self.settings.server.admin_listen, self.settings.origin.url,
+                           redacted_url(self.settings.cache.shared_url) or "off")
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):
@@ -108,6 +140,8 @@ class Edgecache:
         self._runners.clear()
         await self.proxy.close()
         await self.origin.close()
+        if self.shared is not None:
+            await self.shared.close()
         server_logger.info("edgecache stopped")
 
 
