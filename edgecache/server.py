@@ -31,7 +31,8 @@ def split_host_port(value: str) -> tuple[str, int]:
 class Edgecache:
     """One edgecache instance: a proxy listener and an admin listener sharing one store."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time, reuse_port: bool = False,
+                 admin_socket: str | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.admin_token = settings.admin_token()
@@ -45,6 +46,11 @@ class Edgecache:
             self.proxy.shared = self.shared
             self.proxy.fetcher.shared = self.shared.tier
         self.registry: CollectorRegistry | None = None
+        # A worker process shares the proxy port with its siblings (SO_REUSEPORT) and serves
+        # the admin app on a Unix socket for its supervisor instead of server.admin_listen.
+        self.reuse_port = reuse_port
+        self.admin_socket = admin_socket
+        self.admin_app = create_admin_app(self)
         self._runners: list[web.BaseRunner] = []
         self.proxy_port = 0
         self.admin_port = 0
@@ -119,13 +125,18 @@ class Edgecache:
             access_log=None,
         )
         proxy_runner = web.ServerRunner(server, handle_signals=False, access_log=None)
-        admin_runner = web.AppRunner(create_admin_app(self), handle_signals=False, access_log=None)
+        admin_runner = web.AppRunner(self.admin_app, handle_signals=False, access_log=None)
+        shutdown_timeout = self.settings.server.shutdown_timeout
         for runner, listen in ((proxy_runner, self.settings.server.listen),
                                (admin_runner, self.settings.server.admin_listen)):
             await runner.setup()
-            host, port = split_host_port(listen)
-            site = web.TCPSite(runner, host, port, reuse_address=True,
-                               shutdown_timeout=self.settings.server.shutdown_timeout)
+            site: web.BaseSite
+            if runner is admin_runner and self.admin_socket:
+                site = web.UnixSite(runner, self.admin_socket, shutdown_timeout=shutdown_timeout)
+            else:
+                host, port = split_host_port(listen)
+                site = web.TCPSite(runner, host, port, reuse_address=True, shutdown_timeout=shutdown_timeout,
+                                   reuse_port=self.reuse_port or None)
             await site.start()
             self._runners.append(runner)
         self.proxy_port = _bound_port(proxy_runner)
@@ -147,7 +158,8 @@ class Edgecache:
 
 def _bound_port(runner: web.BaseRunner) -> int:
     for address in runner.addresses:
-        return int(address[1])
+        if isinstance(address, tuple):
+            return int(address[1])
     return 0
 
 
