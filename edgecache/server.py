@@ -142,7 +142,8 @@ class Edgecache:
         self.proxy_port = _bound_port(proxy_runner)
         self.admin_port = _bound_port(admin_runner)
         server_logger.info("edgecache listening on %s (admin %s), origin %s, shared tier %s",
-                           self.settings.server.listen, self.settings.server.admin_listen, self.settings.origin.url,
+                           self.settings.server.listen, self.admin_socket or self.settings.server.admin_listen,
+                           self.settings.origin.url,
                            redacted_url(self.settings.cache.shared_url) or "off")
 
     async def stop(self) -> None:

@@ -11,7 +11,7 @@ from aiohttp import web
 from edgecache.key import CacheKey
 
 from conftest import admin_url, proxy_url
-from redis_process import redis_server, two_nodes  # noqa: F401
+from redis_process import redis_server, shared_settings, two_nodes  # noqa: F401
 
 TOKEN = "secret"
 # The longest time a purge may take to reach another node's memory store on loopback.
@@ -64,8 +64,6 @@ async def test_vary_variant_shared(origin, two_nodes, client) -> None:
 
 
 async def test_purge_on_a_reaches_b(origin, redis_server, make_edgecache, client) -> None:
-    from redis_process import shared_settings
-
     raw = {**shared_settings(redis_server.url), "admin": {"token": TOKEN}}
     node_a = await make_edgecache(origin.url, raw)
     node_b = await make_edgecache(origin.url, raw)
@@ -83,8 +81,6 @@ async def test_purge_on_a_reaches_b(origin, redis_server, make_edgecache, client
 
 
 async def test_tag_purge_reaches_b(origin, redis_server, make_edgecache, client) -> None:
-    from redis_process import shared_settings
-
     raw = {**shared_settings(redis_server.url), "admin": {"token": TOKEN}}
     node_a = await make_edgecache(origin.url, raw)
     node_b = await make_edgecache(origin.url, raw)
@@ -101,8 +97,6 @@ async def test_tag_purge_reaches_b(origin, redis_server, make_edgecache, client)
 
 
 async def test_prefix_purge_clears_redis(origin, redis_server, make_edgecache, client) -> None:
-    from redis_process import shared_settings
-
     raw = {**shared_settings(redis_server.url), "admin": {"token": TOKEN}}
     node_a = await make_edgecache(origin.url, raw)
     node_b = await make_edgecache(origin.url, raw)
@@ -117,8 +111,6 @@ async def test_prefix_purge_clears_redis(origin, redis_server, make_edgecache, c
 
 
 async def test_soft_purge_keeps_stale_copy(origin, redis_server, make_edgecache, client) -> None:
-    from redis_process import shared_settings
-
     raw = {**shared_settings(redis_server.url), "admin": {"token": TOKEN}}
     node_a = await make_edgecache(origin.url, raw)
     node_b = await make_edgecache(origin.url, raw)
@@ -156,8 +148,6 @@ async def test_cross_node_coalescing(origin, two_nodes, client) -> None:
 
 
 async def test_lock_wait_bound_fetches_alone(origin, redis_server, make_edgecache, client) -> None:
-    from redis_process import shared_settings
-
     raw = shared_settings(redis_server.url, shared_lock_wait=0.05)
     node_a = await make_edgecache(origin.url, raw)
     node_b = await make_edgecache(origin.url, raw)
