@@ -70,7 +70,7 @@ async def dashboard(request: web.Request) -> web.FileResponse:
 async def health(request: web.Request) -> web.Response:
     edgecache = request.app[EDGECACHE_KEY]
     return json_response({"status": "ok", "uptime_seconds": round(edgecache.uptime(), 3),
-                          "entries": len(edgecache.store)})
+                          "entries": len(edgecache.store), "shared": edgecache.shared_state()})
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -136,7 +136,7 @@ async def purge(request: web.Request) -> web.Response:
     if not any(body.get(name) for name in ("paths", "prefixes", "tags", "all")):
         return json_error(400, "name what to purge: paths, prefixes, tags or all")
     edgecache = request.app[EDGECACHE_KEY]
-    result = edgecache.purge(paths=body.get("paths", []), prefixes=body.get("prefixes", []),
+    result = await edgecache.purge(paths=body.get("paths", []), prefixes=body.get("prefixes", []),
                              tags=body.get("tags", []), purge_all=body.get("all", False),
                              soft=body.get("soft", False))
     admin_logger.info("purge from %s: %s", request.remote, json.dumps(result))

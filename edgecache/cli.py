@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the proxy in front of an origin")
     serve.add_argument("--origin", metavar="URL", help="origin base URL, for example http://127.0.0.1:9000")
+    serve.add_argument("--workers", metavar="N|auto", type=parse_workers,
+                       help="run N worker processes sharing the proxy port, under a supervisor that runs the "
+                            "admin listener; auto is one per CPU core (default: one process, no supervisor)")
     _add_listen_flags(serve)
 
     demo = commands.add_parser("demo", help="run the demo storefront with edgecache in front of it")
@@ -101,13 +105,30 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides=overrides)
 
 
+def parse_workers(value: str) -> int:
+    """Return the worker count of `--workers`: a positive integer, or the usable CPU cores for auto."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"invalid value {value!r}; expected a positive integer or auto")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import Edgecache, serve_forever
+    from .server import Edgecache, serve_forever, split_host_port
 
     settings = settings_from_args(args)
     configure_logging(settings.server.log_level)
-    run_async(serve_forever(Edgecache(settings), duration=args.duration,
-                            load_settings=lambda: settings_from_args(args)))
+    if args.workers is None:
+        run_async(serve_forever(Edgecache(settings), duration=args.duration,
+                                load_settings=lambda: settings_from_args(args)))
+        return 0
+    from .workers.supervisor import Supervisor, run_supervisor
+
+    if split_host_port(settings.server.listen)[1] == 0:
+        raise ConfigError(f"server.listen: invalid value {settings.server.listen!r} with --workers; "
+                          "expected a fixed port, because workers share it")
+    run_async(run_supervisor(Supervisor(settings, workers=args.workers), duration=args.duration))
     return 0
 
 

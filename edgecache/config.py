@@ -103,6 +103,20 @@ class CacheSettings:
     coalesce_timeout: float = 10.0
     # "ignore" or "revalidate": what a client's no-cache, max-age=0 or Pragma: no-cache does.
     client_no_cache: str = "ignore"
+    # Shared tier: a Redis (or Valkey) URL such as redis://127.0.0.1:6379/0; empty turns it off.
+    shared_url: str = field(default="", repr=False)
+    # Seconds one Redis command may take before the shared tier counts as down.
+    shared_timeout: float = 0.25
+    # Seconds the shared tier is skipped after a failure before edgecache tries Redis again.
+    shared_retry_interval: float = 1.0
+    # Largest serialized entry written to or read from Redis, in bytes (headers, metadata, body).
+    shared_max_entry_bytes: int = 8 * MiB + 64 * 1024
+    # Seconds a cross-node fetch lock lives at most, in case its holder dies.
+    shared_lock_ttl: float = 15.0
+    # Seconds a node waits for another node's origin fetch before fetching on its own.
+    shared_lock_wait: float = 5.0
+    # Prefix of every Redis key and of the invalidation channel; nodes sharing one cache use the same.
+    shared_key_prefix: str = "edgecache:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +264,18 @@ def _http_url(value: Any) -> str | None:
     return "an http:// or https:// URL with a host"
 
 
+def _redis_url(value: Any) -> str | None:
+    if value == "":
+        return None
+    try:
+        url = URL(value)
+    except ValueError:
+        url = None
+    if url is not None and url.scheme in ("redis", "rediss", "unix"):
+        return None
+    return "empty (no shared tier) or a redis://, rediss:// or unix:// URL"
+
+
 def _fraction(value: Any) -> str | None:
     return None if 0 <= value <= 1 else "a number from 0 to 1"
 
@@ -287,6 +313,12 @@ CHECKS: dict[str, Check] = {
     "cache.max_variants": _positive,
     "cache.coalesce_timeout": _positive,
     "cache.client_no_cache": _one_of("ignore", "revalidate"),
+    "cache.shared_url": _redis_url,
+    "cache.shared_timeout": _positive,
+    "cache.shared_retry_interval": _positive,
+    "cache.shared_max_entry_bytes": _positive,
+    "cache.shared_lock_ttl": _positive,
+    "cache.shared_lock_wait": _non_negative,
     "tags.header": _tag_header,
     "inventory.low_stock_threshold": _non_negative,
     "inventory.storm_interval": _non_negative,
@@ -456,4 +488,12 @@ def settings_as_dict(settings: Settings) -> dict[str, Any]:
     data = dataclasses.asdict(settings)
     if data["admin"]["token"]:
         data["admin"]["token"] = "********"
+    data["cache"]["shared_url"] = redacted_url(settings.cache.shared_url)
     return data
+
+
+def redacted_url(url: str) -> str:
+    """Return a URL with its password masked, for logs and printed settings."""
+    if not url or URL(url).password is None:
+        return url
+    return str(URL(url).with_password("********"))

@@ -23,3 +23,9 @@ class OriginTimeoutError(OriginError, TimeoutError):
 
 class OriginBusyError(OriginError):
     """Every origin connection stayed in use for origin.queue_timeout seconds."""
+class SharedTierError(EdgecacheError, ConnectionError):
+    """Redis, the shared tier, failed or timed out; edgecache carries on without it."""
+
+
+class CorruptEntryError(EdgecacheError, ValueError):
+    """A value read from the shared tier is not a valid serialized entry, or is too large."""

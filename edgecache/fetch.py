@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -33,6 +34,9 @@ from .storability import headers_to_store, refuse_for_freshness, refuse_to_store
 from .store import MemoryStore
 from .tags import parse_tag_header
 from .vary import variant_key, vary_names
+
+if TYPE_CHECKING:
+    from .shared.tier import SharedTier
 
 
 class FetchKind(Enum):
@@ -75,6 +79,8 @@ class Fetcher:
         self._origin_warnings = ThrottledLogger(origin_logger)
         # Called with an entry's tags; True when an inventory event says one of its SKUs is low_stock.
         self.has_low_stock: Callable[[frozenset[str]], bool] = lambda tags: False
+        # The Redis tier every stored entry is also written to, when cache.shared_url is set.
+        self.shared: SharedTier | None = None
 
     async def send(self, method: str, raw_path: str, headers: CIMultiDict[str], *,
                    data: object = None) -> aiohttp.ClientResponse:
@@ -100,12 +106,17 @@ class Fetcher:
         upstream = await self.send("GET", raw_path, headers)
         try:
             if upstream.status == 304 and entry is not None:
-                return self._freshen(entry, upstream, rule, request_time)
-            return await self._receive(upstream, headers, rule=rule, key=key, request_time=request_time,
-                                       authorization=authorization)
+                fetched = self._freshen(entry, upstream, rule, request_time)
+            else:
+                fetched = await self._receive(upstream, headers, rule=rule, key=key, request_time=request_time,
+                                              authorization=authorization)
         except BaseException:
             upstream.release()
             raise
+        if fetched.entry is not None and self.shared is not None:
+            # Written before the caller releases its fetch lock, so waiting nodes find it.
+            await self.shared.put(fetched.entry)
+        return fetched
 
     def _freshen(self, entry: Entry, upstream: aiohttp.ClientResponse, rule: Rule | None,
                  request_time: float) -> Fetched:

@@ -8,4 +8,5 @@ cache_logger = logging.getLogger("edgecache.cache")
 admin_logger = logging.getLogger("edgecache.admin")
 server_logger = logging.getLogger("edgecache.server")
 inventory_logger = logging.getLogger("edgecache.inventory")
-
+shared_logger = logging.getLogger("edgecache.shared")
+workers_logger = logging.getLogger("edgecache.workers")

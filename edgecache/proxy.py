@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -32,10 +33,14 @@ from .origin import ForwardContext, OriginClient, forward_headers, read_body
 from .outcomes import Outcome, Reason
 from .responses import cache_status, error_response, from_entry, stream_response, buffered_response
 from .ratelimit import RateLimiter, retry_after
+from .shared.invalidation import PurgeRequest
 from .stats import Stats
 from .store import MemoryStore
 from .target import REJECTED_METHODS, target_problem
 from .vary import variant_key
+
+if TYPE_CHECKING:
+    from .shared import SharedCache
 
 # Origin statuses that a stale entry may replace (RFC 5861 section 4).
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
@@ -97,6 +102,8 @@ class Proxy:
         self.bypass_flights = BypassFlights(follower_timeout=settings.cache.coalesce_timeout)
         self.bypass_limiter = RateLimiter(rate=settings.server.bypass_rate, burst=settings.server.bypass_burst,
                                           clock=time.monotonic)
+        # The Redis tier under the memory store, when cache.shared_url is set.
+        self.shared: SharedCache | None = None
 
     async def close(self) -> None:
         """Wait for background refreshes to end (they are bounded by origin timeouts)."""
@@ -214,7 +221,35 @@ class Proxy:
             if result.status is FlightStatus.ERROR and result.error is not None:
                 return self._origin_failed(request, lookup.entry, result.error, context)
             flight = None
+        if self.shared is not None:
+            return await self._fetch_through_shared(request, lookup, context, flight)
         return await self._fetch_as_leader(request, lookup, context, flight)
+
+    async def _fetch_through_shared(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext,
+                                    flight: Flight | None) -> web.StreamResponse:
+        """Look in Redis before the origin; on a miss there too, fetch under the cross-node lock."""
+        assert self.shared is not None
+        try:
+            entry = await self.shared.tier.lookup(lookup.key, request.headers)
+            if entry is None or not entry.is_fresh(self.clock()):
+                if entry is not None and lookup.entry is None:
+                    # A stale shared entry still gives validators and a stale-if-error fallback.
+                    lookup = Lookup(lookup.key, lookup.rule, entry)
+                locked = await self.shared.lock.acquire_or_wait(lookup.key, request.headers)
+                entry = locked.entry
+                if entry is None:
+                    try:
+                        return await self._fetch_as_leader(request, lookup, context, flight)
+                    finally:
+                        await self.shared.lock.release(lookup.key, locked.token)
+            self.store.put(entry)
+            if flight is not None:
+                self.coalescer.release(flight, FlightResult(FlightStatus.DONE, entry=entry))
+            return self._serve(request, entry, self.clock(), Outcome.HIT, context)
+        finally:
+            # Does nothing when the flight was already released with its real result.
+            if flight is not None:
+                self.coalescer.release(flight, FlightResult(FlightStatus.UNSHAREABLE))
 
     async def _fetch_as_leader(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext,
                                flight: Flight | None) -> web.StreamResponse:
@@ -384,7 +419,10 @@ class Proxy:
                 target = response.headers.get(name)
                 if target and self._is_same_site(target):
                     paths.add(self._canonical(target if target.startswith("/") else "/" + target.split("/", 3)[-1]))
-            self.store.purge_paths(paths, soft=False, now=self.clock())
+            now = self.clock()
+            self.store.purge_paths(paths, soft=False, now=now)
+            if self.shared is not None:
+                await self.shared.tier.purge(PurgeRequest(paths=tuple(sorted(paths)), at=now))
         return response
 
     def _rule_name(self, raw_path: str) -> str:

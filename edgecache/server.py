@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from .admin import create_admin_app
 from .admin_events import add_routes as add_event_routes
-from .config import Settings
+from .config import Settings, redacted_url
 from .inventory import InventoryEvent, InventoryTracker
 from .invalidation import InventoryInvalidator
 from .key import canonical_path
@@ -22,8 +22,10 @@ from .protocol import GuardedServer
 from .proxy import Proxy
 from .reconcile import Reconciler
 from .refetch import Refetcher
-from .staleness import StalenessMeter
 from .reload import install_signal_handlers
+from .shared import SharedCache
+from .shared.invalidation import PurgeRequest
+from .staleness import StalenessMeter
 from .stats import Stats
 from .store import MemoryStore
 
@@ -39,7 +41,8 @@ def split_host_port(value: str) -> tuple[str, int]:
 class Edgecache:
     """One edgecache instance: a proxy listener and an admin listener sharing one store."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time, reuse_port: bool = False,
+                 admin_socket: str | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.admin_token = settings.admin_token()
@@ -47,10 +50,19 @@ class Edgecache:
         self.store = MemoryStore(max_bytes=settings.cache.max_bytes, max_variants=settings.cache.max_variants)
         self.origin = OriginClient(settings.origin)
         self.proxy = Proxy(settings, store=self.store, origin=self.origin, stats=self.stats, clock=clock)
+        self.shared: SharedCache | None = None
+        if settings.cache.shared_url:
+            self.shared = SharedCache(settings.cache, apply=self.purge_local, drop_all=self._drop_memory, clock=clock)
         self._wire_inventory()
         # Handlers replaced by a reload; their background refreshes are awaited at stop.
         self.retired_proxies: list[Proxy] = []
         self.registry: CollectorRegistry | None = None
+        # A worker process shares the proxy port with its siblings (SO_REUSEPORT) and serves
+        # the admin app on a Unix socket for its supervisor instead of server.admin_listen.
+        self.reuse_port = reuse_port
+        self.admin_socket = admin_socket
+        self.admin_app = create_admin_app(self)
+        add_event_routes(self.admin_app)
         self._runners: list[web.BaseRunner] = []
         self.proxy_port = 0
         self.admin_port = 0
@@ -74,6 +86,9 @@ class Edgecache:
         proxy.fetcher.has_low_stock = self.tracker.has_low_stock
         proxy.observe_served = self.staleness.observe
         self.refetcher.proxy = proxy
+        if self.shared is not None:
+            proxy.shared = self.shared
+            proxy.fetcher.shared = self.shared.tier
 
     def __repr__(self) -> str:
         return f"<Edgecache origin={self.settings.origin.url} proxy_port={self.proxy_port} store={self.store!r}>"
@@ -91,25 +106,47 @@ class Edgecache:
             "max_variants": self.store.max_variants,
         }
 
-    def snapshot(self) -> dict[str, Any]:
-        return self.stats.snapshot(cache=self.cache_figures())
+    def shared_state(self) -> str:
+        """Return "off" without a shared tier, else "up" or "down"."""
+        return "off" if self.shared is None else self.shared.state
 
-    def purge(self, *, paths: list[str], prefixes: list[str], tags: list[str], purge_all: bool,
-              soft: bool) -> dict[str, Any]:
-        """Purge entries; paths and prefixes are canonicalized as request paths are."""
-        now = self.clock()
+    def snapshot(self) -> dict[str, Any]:
+        snapshot = self.stats.snapshot(cache=self.cache_figures())
+        snapshot["shared"] = {"state": "off"} if self.shared is None else self.shared.snapshot()
+        return snapshot
+
+    async def purge(self, *, paths: list[str], prefixes: list[str], tags: list[str], purge_all: bool,
+                    soft: bool, forbid_stale: bool = False, shared: bool = True) -> dict[str, Any]:
+        """Purge entries here, in Redis and on every node sharing it.
+
+        Paths and prefixes are canonicalized as request paths are. Every purge (admin
+        requests, inventory events) goes through here so that it reaches the other
+        nodes; `shared=False` applies it to this process's memory store only.
+        """
         key_settings = self.settings.key
         canonical = [canonical_path(path, fold_trailing_slash=key_settings.fold_trailing_slash,
                                     fold_case=key_settings.fold_case) for path in paths]
         # A prefix keeps its trailing slash, so "/shoes/" does not also purge "/shoes-sale".
         canonical_prefixes = [canonical_path(prefix, fold_case=key_settings.fold_case) for prefix in prefixes]
-        if purge_all:
-            count = self.store.purge_all(soft=soft, now=now)
-        else:
-            count = (self.store.purge_paths(canonical, soft=soft, now=now)
-                     + self.store.purge_prefixes(canonical_prefixes, soft=soft, now=now)
-                     + self.store.purge_tags(tags, soft=soft, now=now))
-        return {"purged": count, "soft": soft}
+        request = PurgeRequest(paths=tuple(canonical), prefixes=tuple(canonical_prefixes), tags=tuple(tags),
+                               purge_all=purge_all, soft=soft, forbid_stale=forbid_stale, at=self.clock())
+        result: dict[str, Any] = {"purged": self.purge_local(request), "soft": soft}
+        if self.shared is not None and shared:
+            done = await self.shared.tier.purge(request)
+            result["shared"] = "done" if done else "failed: Redis is down; other nodes keep their copies"
+        return result
+
+    def purge_local(self, request: PurgeRequest) -> int:
+        """Apply a purge to this process's memory store; return how many entries it touched."""
+        store, soft, now = self.store, request.soft, request.at
+        if request.purge_all:
+            return store.purge_all(soft=soft, now=now)
+        return (store.purge_paths(request.paths, soft=soft, now=now, forbid_stale=request.forbid_stale)
+                + store.purge_prefixes(request.prefixes, soft=soft, now=now)
+                + store.purge_tags(request.tags, soft=soft, now=now, forbid_stale=request.forbid_stale))
+
+    def _drop_memory(self) -> int:
+        return self.store.purge_all(soft=False, now=self.clock())
 
     def apply_inventory_events(self, events: list[InventoryEvent]) -> dict[str, Any]:
         """Apply inventory events in order: purge, fence and refetch the pages of changed SKUs."""
@@ -118,6 +155,8 @@ class Edgecache:
     async def start(self) -> None:
         """Open the origin pool and both listeners; ports of 0 pick free ones."""
         await self.origin.start()
+        if self.shared is not None:
+            await self.shared.start()
         server = GuardedServer(
             # Looked up per request, so a reload's new handler serves the next request.
             lambda request: self.proxy.handle(request),
@@ -130,15 +169,17 @@ class Edgecache:
         shutdown_timeout = self.settings.server.shutdown_timeout
         proxy_runner = web.ServerRunner(server, handle_signals=False, access_log=None,
                                         shutdown_timeout=shutdown_timeout)
-        admin_app = create_admin_app(self)
-        add_event_routes(admin_app)
-        admin_runner = web.AppRunner(admin_app, handle_signals=False, access_log=None,
+        admin_runner = web.AppRunner(self.admin_app, handle_signals=False, access_log=None,
                                      shutdown_timeout=shutdown_timeout)
         for runner, listen in ((proxy_runner, self.settings.server.listen),
                                (admin_runner, self.settings.server.admin_listen)):
             await runner.setup()
-            host, port = split_host_port(listen)
-            site = web.TCPSite(runner, host, port, reuse_address=True)
+            site: web.BaseSite
+            if runner is admin_runner and self.admin_socket:
+                site = web.UnixSite(runner, self.admin_socket)
+            else:
+                host, port = split_host_port(listen)
+                site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=self.reuse_port or None)
             await site.start()
             self._runners.append(runner)
         if self.settings.inventory.storm_interval > 0:
@@ -147,11 +188,12 @@ class Edgecache:
             self._tasks.append(asyncio.create_task(self.reconciler.run(), name="edgecache-reconcile"))
         self.proxy_port = _bound_port(proxy_runner)
         self.admin_port = _bound_port(admin_runner)
-        server_logger.info("edgecache listening on %s:%d (admin %s:%d), origin %s",
+        server_logger.info("edgecache listening on %s:%d (admin %s), origin %s, shared tier %s",
                            split_host_port(self.settings.server.listen)[0], self.proxy_port,
-                           split_host_port(self.settings.server.admin_listen)[0], self.admin_port,
-                           self.settings.origin.url)
-        warn_if_admin_exposed(self.settings.server.admin_listen, self.admin_token)
+                           self.admin_socket or f"{split_host_port(self.settings.server.admin_listen)[0]}:{self.admin_port}",
+                           self.settings.origin.url, redacted_url(self.settings.cache.shared_url) or "off")
+        if not self.admin_socket:
+            warn_if_admin_exposed(self.settings.server.admin_listen, self.admin_token)
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):
@@ -165,12 +207,15 @@ class Edgecache:
         for proxy in (*self.retired_proxies, self.proxy):
             await proxy.close()
         await self.origin.close()
+        if self.shared is not None:
+            await self.shared.close()
         server_logger.info("edgecache stopped")
 
 
 def _bound_port(runner: web.BaseRunner) -> int:
     for address in runner.addresses:
-        return int(address[1])
+        if isinstance(address, tuple):
+            return int(address[1])
     return 0
 
 

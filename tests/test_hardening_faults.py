@@ -118,7 +118,7 @@ async def test_large_headers_stored_with_tags(fault_origin: FaultOrigin, cache: 
         assert headers["X-Cache"] == expected
         assert "Surrogate-Key" not in headers
         assert body == b"category"
-    assert cache.purge(paths=[], prefixes=[], tags=["sku:005999"], purge_all=False, soft=False) == {
+    assert await cache.purge(paths=[], prefixes=[], tags=["sku:005999"], purge_all=False, soft=False) == {
         "purged": 1, "soft": False}
     await assert_healthy(cache, client)
 

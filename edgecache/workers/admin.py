@@ -1,0 +1,161 @@
+"""The supervisor's admin listener: figures of the whole instance, purges sent to every worker.
+
+GET /stats and /metrics add up every live worker's figures, read from its Unix
+socket. Any POST (purges, figure resets, inventory events) is sent to every live
+worker, and the response waits for all of them. It is the first failure when a
+worker fails, else the workers' JSON documents with their numbers summed.
+Other GET paths are served by the first live worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from ..admin import json_error, json_response
+from ..log import admin_logger
+from ..metrics import build_registry, render
+from .figures import merge_stats, sum_figures
+from .worker import FIGURES_PATH
+
+if TYPE_CHECKING:
+    from .supervisor import Supervisor, WorkerSlot
+
+SUPERVISOR_KEY: web.AppKey["Supervisor"] = web.AppKey("supervisor")
+# Seconds the supervisor waits for one worker's admin response.
+WORKER_TIMEOUT = 10.0
+# Request headers passed on to workers.
+FORWARDED_HEADERS = ("Authorization", "Content-Type")
+
+
+async def _call(slot: WorkerSlot, method: str, path: str, *, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """Send one admin request to a worker over its Unix socket; return status and JSON (or text)."""
+    connector = aiohttp.UnixConnector(path=slot.socket_path)
+    timeout = aiohttp.ClientTimeout(total=WORKER_TIMEOUT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with session.request(method, f"http://worker{path}", data=body, headers=headers) as response:
+            if response.content_type == "application/json":
+                return response.status, await response.json()
+            return response.status, await response.text()
+
+
+async def _call_all(supervisor: Supervisor, method: str, path: str, **options: Any) -> list[tuple[int, Any]]:
+    """Send a request to every live worker at once; a worker that does not respond gives status 502."""
+    slots = [slot for slot in supervisor.slots if slot.alive()]
+    results = await asyncio.gather(*(_call(slot, method, path, **options) for slot in slots),
+                                   return_exceptions=True)
+    answers: list[tuple[int, Any]] = []
+    for slot, result in zip(slots, results):
+        if isinstance(result, BaseException):
+            if not isinstance(result, (aiohttp.ClientError, OSError, asyncio.TimeoutError)):
+                raise result
+            admin_logger.warning("worker %d failed to respond to %s %s: %r", slot.index, method, path, result)
+            answers.append((502, {"error": f"worker {slot.index} failed to respond: {result!r}"}))
+        else:
+            answers.append(result)
+    return answers
+
+
+async def _instance_figures(supervisor: Supervisor) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """Return the summed /stats document, the merged Stats and the summed cache figures."""
+    parts = [data for status, data in await _call_all(supervisor, "GET", FIGURES_PATH) if status == 200]
+    stats = merge_stats([part["stats"] for part in parts])
+    cache = sum_figures([part["cache"] for part in parts])
+    if parts:
+        cache["max_variants"] = parts[0]["cache"]["max_variants"]
+    shared = sum_figures([part["shared"] for part in parts])
+    shared["state"] = _worst_state(part["shared"]["state"] for part in parts)
+    snapshot = stats.snapshot(cache=cache)
+    snapshot["shared"] = shared
+    snapshot["workers"] = _workers(supervisor, answered=len(parts))
+    return snapshot, stats, cache
+
+
+def _worst_state(states: Iterable[str]) -> str:
+    """Return the shared tier's state for the instance: down when any worker sees it down."""
+    seen = set(states)
+    if "down" in seen:
+        return "down"
+    if "up" in seen:
+        return "up"
+    return "off"
+
+
+def _workers(supervisor: Supervisor, *, answered: int) -> dict[str, Any]:
+    return {"count": len(supervisor.slots), "answered": answered,
+            "restarts": sum(slot.restarts for slot in supervisor.slots),
+            "pids": [slot.pid if slot.alive() else None for slot in supervisor.slots]}
+
+
+async def stats(request: web.Request) -> web.Response:
+    snapshot, _, _ = await _instance_figures(request.app[SUPERVISOR_KEY])
+    return json_response(snapshot)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    _, merged, cache = await _instance_figures(request.app[SUPERVISOR_KEY])
+    body = render(build_registry(merged, lambda: cache))
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def health(request: web.Request) -> web.Response:
+    supervisor = request.app[SUPERVISOR_KEY]
+    answers = [data for status, data in await _call_all(supervisor, "GET", "/health") if status == 200]
+    ready = len(answers) == len(supervisor.slots)
+    return json_response({
+        "status": "ok" if ready else "degraded",
+        "uptime_seconds": round(time.time() - supervisor.started_at, 3),
+        "entries": sum(answer["entries"] for answer in answers),
+        "shared": _worst_state(answer.get("shared", "off") for answer in answers),
+        "workers": _workers(supervisor, answered=len(answers)),
+    }, status=200 if answers else 503)
+
+
+async def fan_out(request: web.Request) -> web.Response:
+    """Send a POST to every worker and answer when all have applied it."""
+    supervisor = request.app[SUPERVISOR_KEY]
+    if request.path.startswith("/internal/"):
+        return json_error(404, f"{request.path} is not served by the supervisor")
+    body = await request.read()
+    headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+    answers = await _call_all(supervisor, "POST", request.path_qs, body=body, headers=headers)
+    if not answers:
+        return json_error(503, "no worker is running; try again when /health shows the workers")
+    failed = next(((status, data) for status, data in answers if status != 200), None)
+    if failed is not None:
+        status, data = failed
+        return json_response(data, status=status) if not isinstance(data, str) else web.Response(
+            status=status, text=data)
+    documents = [data for _, data in answers]
+    if all(isinstance(document, dict) for document in documents):
+        return json_response({**sum_figures(documents), "workers": len(documents)})
+    return json_response(documents[0])
+
+
+async def first_worker(request: web.Request) -> web.StreamResponse:
+    """Serve other GET paths (for example a dashboard page) from the first live worker."""
+    supervisor = request.app[SUPERVISOR_KEY]
+    slot = next((slot for slot in supervisor.slots if slot.alive()), None)
+    if slot is None:
+        return json_error(503, "no worker is running")
+    status, data = await _call(slot, "GET", request.path_qs)
+    return json_response(data, status=status) if not isinstance(data, str) else web.Response(
+        status=status, text=data, content_type="text/html" if data.lstrip().startswith("<") else "text/plain")
+
+
+def create_supervisor_app(supervisor: Supervisor) -> web.Application:
+    app = web.Application()
+    app[SUPERVISOR_KEY] = supervisor
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/{tail:.*}", fan_out)
+    app.router.add_get("/{tail:.*}", first_worker)
+    return app
+

@@ -1,0 +1,89 @@
+"""Redis failure is not an outage: memory and origin keep serving, and the tier comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from conftest import admin_url, proxy_url
+from redis_process import redis_server, shared_settings, two_nodes  # noqa: F401
+
+# Seconds a node gets to find Redis again after it restarts (retry interval 0.05 s in tests).
+RECOVERY_LIMIT = 3.0
+
+
+async def get(client, url: str) -> tuple[int, str]:
+    async with client.get(url) as response:
+        await response.read()
+        return response.status, response.headers["X-Cache"]
+
+
+async def wait_for_state(node, state: str, client) -> None:
+    deadline = time.monotonic() + RECOVERY_LIMIT
+    while True:
+        async with client.get(admin_url(node, "/health")) as response:
+            if (await response.json())["shared"] == state:
+                return
+        assert time.monotonic() < deadline, f"shared tier not {state} after {RECOVERY_LIMIT} s"
+        await asyncio.sleep(0.02)
+
+
+async def test_serves_while_redis_down(origin, two_nodes, redis_server, client) -> None:
+    node_a, _ = two_nodes
+    assert await get(client, proxy_url(node_a, "/old/p")) == (200, "MISS")
+
+    redis_server.stop()
+
+    assert await get(client, proxy_url(node_a, "/old/p")) == (200, "HIT")
+    assert await get(client, proxy_url(node_a, "/new/p")) == (200, "MISS")
+    assert await get(client, proxy_url(node_a, "/new/p")) == (200, "HIT")
+    assert node_a.shared.tier.health.failures >= 1
+
+
+async def test_health_shows_down(origin, two_nodes, redis_server, client) -> None:
+    node_a, _ = two_nodes
+    redis_server.stop()
+    await get(client, proxy_url(node_a, "/any/p"))
+
+    await wait_for_state(node_a, "down", client)
+    async with client.get(admin_url(node_a, "/stats")) as response:
+        assert (await response.json())["shared"]["state"] == "down"
+
+
+async def test_reconnects_after_restart(origin, two_nodes, redis_server, client) -> None:
+    node_a, node_b = two_nodes
+    redis_server.stop()
+    await get(client, proxy_url(node_a, "/any/p"))
+    await wait_for_state(node_a, "down", client)
+
+    redis_server.start()
+    await wait_for_state(node_a, "up", client)
+    await wait_for_state(node_b, "up", client)
+
+    assert await get(client, proxy_url(node_a, "/after/p")) == (200, "MISS")
+    assert await get(client, proxy_url(node_b, "/after/p")) == (200, "HIT")
+    assert origin.count("/after/p") == 1
+
+
+async def test_resubscribe_drops_memory(origin, two_nodes, redis_server, client) -> None:
+    node_a, node_b = two_nodes
+    await get(client, proxy_url(node_b, "/kept/p"))
+    assert len(node_b.store) == 1
+
+    redis_server.stop()
+    await wait_for_state(node_b, "down", client)
+    redis_server.start()
+    await wait_for_state(node_b, "up", client)
+
+    assert len(node_b.store) == 0
+
+
+async def test_slow_redis_times_out(origin, redis_server, make_edgecache, client) -> None:
+    node = await make_edgecache(origin.url, shared_settings(redis_server.url, shared_timeout=0.05,
+                                                            shared_retry_interval=5.0))
+    await node.shared.tier.client.execute_command("CLIENT", "PAUSE", "500", "ALL")
+
+    started = time.monotonic()
+    assert await get(client, proxy_url(node, "/shoe/p")) == (200, "MISS")
+    assert time.monotonic() - started < 0.4
+    assert node.shared.tier.health.up is False
