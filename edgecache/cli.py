@@ -13,7 +13,7 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings, load_settings, settings_as_dict
-from .log_output import CachedTimeFormatter, PeriodicFlushHandler
+from .log_output import CachedTimeFormatter, PeriodicFlushHandler, buffered_stdout
 
 EXIT_CONFIG_ERROR = 2
 
@@ -29,7 +29,7 @@ def run_async(main: Coroutine[Any, Any, Any]) -> Any:
 
 def configure_logging(level: str) -> None:
     """Send every logger to stdout through a buffered handler, cheap enough for an access line per request."""
-    handler = PeriodicFlushHandler(sys.stdout)
+    handler = PeriodicFlushHandler(buffered_stdout())
     handler.setFormatter(CachedTimeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
     # No format of ours shows thread or process names, so they are not looked up per record.
