@@ -56,7 +56,7 @@ class OriginSettings:
     max_connections: int = 100
     # Seconds a request waits for a free origin connection before it gets 503.
     queue_timeout: float = 5.0
-    # Longest origin response header line or field, in bytes (long tag lists need room).
+    # Maximum length of an origin response header field, in bytes (long tag lists need room).
     max_header_bytes: int = 131072
     # Client request fields never forwarded, because the cache key does not include them and
     # an origin may use them to render a different page (cache poisoning). Host and

@@ -297,7 +297,7 @@ class Proxy:
             upstream.release()
 
     async def _bypass(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        """Forward a forced miss, within the client's rate limit, sharing a public answer in flight."""
+        """Forward a forced miss within the client's rate limit, sharing a public response in flight."""
         wait = self.bypass_limiter.acquire(request.remote or "")
         if wait > 0:
             response = self._fail(context, 429, Reason.RATE_LIMITED, "too many requests with a query string")

@@ -39,13 +39,13 @@ def keep_restart_only(old: Settings, new: Settings) -> Settings:
     sections = {}
     for section, names in RESTART_ONLY.items():
         old_section, new_section = getattr(old, section), getattr(new, section)
-        kept = {}
+        restored = {}
         for name in names:
             if getattr(old_section, name) != getattr(new_section, name):
                 server_logger.warning("reload: %s.%s changed to %r; restart edgecache to apply it, keeping %r",
                                       section, name, getattr(new_section, name), getattr(old_section, name))
-                kept[name] = getattr(old_section, name)
-        sections[section] = dataclasses.replace(new_section, **kept)
+                restored[name] = getattr(old_section, name)
+        sections[section] = dataclasses.replace(new_section, **restored)
     return dataclasses.replace(new, **sections)
 
 

@@ -2,7 +2,7 @@
 
 Each path is scripted with a `Fault`, an async function that gets the parsed request
 and the stream writer and writes whatever bytes it likes, however slowly, or none.
-Unscripted paths answer 200 with a small cacheable body. The server counts the
+Unscripted paths get 200 with a small cacheable body. The server counts the
 requests it received and the connections still open, so tests can check for leaks.
 """
 
@@ -40,7 +40,7 @@ def response_head(status: int, headers: dict[str, str] | list[tuple[str, str]]) 
 
 
 def ok(body: bytes = b"fine", *, status: int = 200, headers: dict[str, str] | None = None) -> Fault:
-    """Answer normally, with Content-Length."""
+    """Respond normally, with Content-Length."""
     fields = {"Cache-Control": "max-age=60", **(headers or {}), "Content-Length": str(len(body))}
 
     async def fault(request: FaultRequest, writer: asyncio.StreamWriter) -> None:
@@ -139,7 +139,7 @@ def gzip_body() -> Fault:
 
 
 def large_headers(tag_count: int, *, body: bytes = b"category") -> Fault:
-    """Answer with a Surrogate-Key header listing `tag_count` tags (about 10 bytes each)."""
+    """Respond with a Surrogate-Key header listing `tag_count` tags (about 10 bytes each)."""
     tags = " ".join(f"sku:{index:06d}" for index in range(tag_count))
     return ok(body, headers={"Surrogate-Key": tags})
 

@@ -185,3 +185,25 @@ async def test_crash_in_flight_gives_502(fault_origin: FaultOrigin, cache: Any,
     fault_origin.faults.clear()
     await fault_origin.start()
     await assert_healthy(cache, client)
+
+
+@pytest.mark.parametrize("fault, status", [
+    (faults.reset_mid_body(), 502),
+    (faults.short_body(), 502),
+    (faults.raw_bytes(b"not http at all\r\n\r\n"), 502),
+    (faults.slow_body(0.5), 504),
+], ids=["reset", "short", "invalid", "slow-body"])
+async def test_fault_releases_followers(fault: faults.Fault, status: int, fault_origin: FaultOrigin, cache: Any,
+                                        client: aiohttp.ClientSession) -> None:
+    gate, arrived = asyncio.Event(), asyncio.Event()
+    fault_origin.faults["/shoe/p"] = faults.gated(gate, fault, arrived=arrived)
+    requests = [asyncio.create_task(fetch(client, proxy_url(cache, "/shoe/p"))) for _ in range(3)]
+    await arrived.wait()
+    while cache.stats.coalesced < 2:
+        await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(*requests)
+    assert [code for code, _, _ in results] == [status] * 3
+    assert fault_origin.count("/shoe/p") == 1
+    assert len(cache.store) == 0
+    await assert_healthy(cache, client)

@@ -186,3 +186,17 @@ async def test_admin_bad_body_names_field(body: bytes, message: str, fault_origi
                            headers={"Authorization": "Bearer t0ken", "Content-Type": "application/json"}) as response:
         assert response.status == 400
         assert (await response.json()) == {"error": message}
+
+
+async def test_admin_token_never_logged(fault_origin: FaultOrigin, make_edgecache: Any,
+                                        client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
+    cache = await make_edgecache(fault_origin.url, {"admin": {"token": "right-token"}})
+    async with client.post(admin_url(cache, "/purge"), json={"all": True},
+                           headers={"Authorization": "Bearer wrong-token"}) as response:
+        assert response.status == 401
+    async with client.post(admin_url(cache, "/purge"), json={"all": True},
+                           headers={"Authorization": "Bearer right-token"}) as response:
+        assert response.status == 200
+    assert "rejected POST /purge" in caplog.text
+    assert "wrong-token" not in caplog.text
+    assert "right-token" not in caplog.text

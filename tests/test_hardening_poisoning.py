@@ -1,4 +1,4 @@
-"""Cache poisoning and deception, and forced-miss floods: what the origin sees and what is stored."""
+"""Cache poisoning and deception, and forced-miss floods: what reaches the origin and what is stored."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ POISON = {
 
 
 def cookie_per_request() -> faults.Fault:
-    """Answer each request with its own Set-Cookie value, numbered from 1."""
+    """Respond to each request with its own Set-Cookie value, numbered from 1."""
     served = [0]
 
     async def fault(request: FaultRequest, writer: asyncio.StreamWriter) -> None:
@@ -128,13 +128,13 @@ async def test_origin_busy_gives_503(fault_origin: FaultOrigin, make_edgecache: 
     cache = await make_edgecache(fault_origin.url, {"origin": {"max_connections": 1, "queue_timeout": 0.1}})
     gate, arrived = asyncio.Event(), asyncio.Event()
     fault_origin.faults["/slow/p"] = faults.gated(gate, faults.ok(), arrived=arrived)
-    held = asyncio.create_task(fetch(client, proxy_url(cache, "/slow/p")))
+    holder = asyncio.create_task(fetch(client, proxy_url(cache, "/slow/p")))
     await arrived.wait()
     status, _, headers = await fetch(client, proxy_url(cache, "/shoe/p?x=1"))
     assert status == 503
     assert headers["Cache-Status"] == "edgecache; fwd=uri-miss; detail=origin-busy"
     gate.set()
-    assert (await held)[0] == 200
+    assert (await holder)[0] == 200
     async with client.get(admin_url(cache, "/stats")) as response:
         assert (await response.json())["origin"]["busy_rejections"] == 1
     await assert_healthy(cache, client)
