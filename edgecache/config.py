@@ -54,6 +54,9 @@ class OriginSettings:
     read_timeout: float = 10.0
     # Upper bound on concurrent connections to the origin.
     max_connections: int = 100
+    # Seconds from sending a request until the origin's response headers are complete, however
+    # steadily they trickle in (read_timeout bounds only the gap between two reads).
+    header_timeout: float = 30.0
     # Seconds a request waits for a free origin connection before it gets 503.
     queue_timeout: float = 5.0
     # Maximum length of an origin response header field, in bytes (long tag lists need room).
@@ -250,6 +253,7 @@ CHECKS: dict[str, Check] = {
     "origin.read_timeout": _positive,
     "origin.max_connections": _positive,
     "origin.queue_timeout": _positive,
+    "origin.header_timeout": _positive,
     "origin.max_header_bytes": _positive,
     "server.idle_timeout": _positive,
     "server.header_timeout": _positive,

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 RESTART_ONLY = {
     "server": ("listen", "admin_listen", "max_line_size", "max_field_size", "header_timeout", "idle_timeout",
                "shutdown_timeout"),
-    "origin": ("url", "connect_timeout", "read_timeout", "max_connections", "queue_timeout", "max_header_bytes"),
+    "origin": ("url", "connect_timeout", "read_timeout", "header_timeout", "max_connections", "queue_timeout",
+               "max_header_bytes"),
 }
 
 

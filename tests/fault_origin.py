@@ -72,6 +72,19 @@ def slow_headers(delay: float) -> Fault:
     return fault
 
 
+def trickle_headers(interval: float) -> Fault:
+    """Send one header field every `interval` seconds and never end the header block."""
+
+    async def fault(request: FaultRequest, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for index in range(10_000):
+            await writer.drain()
+            await asyncio.sleep(interval)
+            writer.write(f"X-Trickle-{index}: x\r\n".encode())
+
+    return fault
+
+
 def slow_body(delay: float, *, body: bytes = b"0123456789") -> Fault:
     """Send the headers and half of the body, then wait `delay` seconds before the rest."""
 

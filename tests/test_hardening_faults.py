@@ -207,3 +207,11 @@ async def test_fault_releases_followers(fault: faults.Fault, status: int, fault_
     assert fault_origin.count("/shoe/p") == 1
     assert len(cache.store) == 0
     await assert_healthy(cache, client)
+
+
+async def test_trickling_headers_give_504(fault_origin: FaultOrigin, make_edgecache: Any,
+                                          client: aiohttp.ClientSession) -> None:
+    cache = await make_edgecache(fault_origin.url, {"origin": {"read_timeout": 0.2, "header_timeout": 0.3}})
+    fault_origin.faults["/shoe/p"] = faults.trickle_headers(0.02)
+    await expect_failure(client, cache, "/shoe/p", 504, "origin-timeout")
+    await assert_healthy(cache, client)

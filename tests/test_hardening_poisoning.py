@@ -58,11 +58,29 @@ async def test_set_cookie_never_shared(fault_origin: FaultOrigin, edgecache_on_f
     fault_origin.faults["/cart/p"] = faults.gated(gate, cookie_per_request(), arrived=arrived)
     requests = [asyncio.create_task(fetch(client, proxy_url(edgecache_on_faults, "/cart/p"))) for _ in range(3)]
     await arrived.wait()
-    await asyncio.sleep(0.05)
+    while edgecache_on_faults.stats.coalesced < 2:
+        await asyncio.sleep(0.01)
     gate.set()
     results = await asyncio.gather(*requests)
     assert sorted(headers["Set-Cookie"] for _, _, headers in results) == ["session=1", "session=2", "session=3"]
     assert fault_origin.count("/cart/p") == 3
+    assert len(edgecache_on_faults.store) == 0
+
+
+async def test_private_never_shared(fault_origin: FaultOrigin, edgecache_on_faults: Any,
+                                    client: aiohttp.ClientSession) -> None:
+    gate, arrived = asyncio.Event(), asyncio.Event()
+    fault_origin.faults["/account/p"] = faults.gated(
+        gate, faults.ok(b"your account", headers={"Cache-Control": "private, max-age=60"}), arrived=arrived)
+    requests = [asyncio.create_task(fetch(client, proxy_url(edgecache_on_faults, "/account/p"))) for _ in range(3)]
+    await arrived.wait()
+    while edgecache_on_faults.stats.coalesced < 2:
+        await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(*requests)
+    assert [headers["Cache-Status"] for _, _, headers in results] == [
+        "edgecache; fwd=uri-miss; detail=private"] * 3
+    assert fault_origin.count("/account/p") == 3
     assert len(edgecache_on_faults.store) == 0
 
 
