@@ -10,6 +10,7 @@ import pytest
 
 import fault_origin as faults
 from conftest import proxy_url
+from edgecache.entry import TAG_OVERHEAD_BYTES
 from fault_origin import FaultOrigin
 from hardening_checks import FakeClock, assert_healthy, fetch
 
@@ -118,6 +119,7 @@ async def test_large_headers_stored_with_tags(fault_origin: FaultOrigin, cache: 
         assert headers["X-Cache"] == expected
         assert "Surrogate-Key" not in headers
         assert body == b"category"
+    assert cache.store.bytes >= 6000 * TAG_OVERHEAD_BYTES
     assert cache.purge(paths=[], prefixes=[], tags=["sku:005999"], purge_all=False, soft=False) == {
         "purged": 1, "soft": False}
     await assert_healthy(cache, client)
