@@ -1,7 +1,7 @@
 """The admin listener: figures, health, purges and inventory events for operators.
 
 Reading endpoints are open (the listener binds to loopback by default). Purges and
-inventory events need the bearer token; with no token configured they answer 403.
+inventory events need the bearer token; with no token configured they return 403.
 `POST /stats/reset` needs the token only when one is configured, so a load tester
 on a default loopback setup can reset figures between runs.
 """
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hmac
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .explain import explain
+from .key import build_key
 from .log import admin_logger
 from .metrics import build_registry, render
 
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
     from .server import Edgecache
 
 EDGECACHE_KEY: web.AppKey["Edgecache"] = web.AppKey("edgecache")
+# The dashboard's page, script and style sheet; it needs nothing from the internet.
+STATIC_DIR = Path(__file__).parent / "admin_static"
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -58,6 +63,10 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | web.Respons
     return body  # type: ignore[return-value]
 
 
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
 async def health(request: web.Request) -> web.Response:
     edgecache = request.app[EDGECACHE_KEY]
     return json_response({"status": "ok", "uptime_seconds": round(edgecache.uptime(), 3),
@@ -81,6 +90,25 @@ async def metrics(request: web.Request) -> web.Response:
     edgecache = request.app[EDGECACHE_KEY]
     body = render(edgecache.registry)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def entries(request: web.Request) -> web.Response:
+    """Explain what is stored for `?path=` and what a GET of it would get (`host` and `cookie` optional)."""
+    raw_path = request.query.get("path", "")
+    if not raw_path:
+        return json_error(400, "missing query parameter 'path', for example /entries?path=/summit-duffel-1/p")
+    if not raw_path.startswith("/"):
+        raw_path = "/" + raw_path
+    cookies = dict(item.partition("=")[::2] for item in request.query.getall("cookie", []))
+    edgecache = request.app[EDGECACHE_KEY]
+    settings = edgecache.settings
+    key = build_key(raw_path, request.query.get("host"), cookies, settings=settings.key,
+                    default_site=settings.site_host,
+                    allowed_hosts=tuple(host.lower() for host in settings.site.allowed_hosts))
+    found = edgecache.store.variants_of(key)
+    document = explain(raw_path, str(key), found, edgecache.clock(), rule=settings.rule_for(key.path),
+                       has_query="?" in raw_path)
+    return json_response(document)
 
 
 PURGE_FIELDS = {"paths", "prefixes", "tags", "all", "soft"}
@@ -119,9 +147,12 @@ def create_admin_app(edgecache: Edgecache) -> web.Application:
     app = web.Application()
     app[EDGECACHE_KEY] = edgecache
     edgecache.registry = build_registry(edgecache.stats, edgecache.cache_figures)
+    app.router.add_get("/", dashboard)
+    app.router.add_static("/static/", STATIC_DIR)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     app.router.add_post("/stats/reset", stats_reset)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/entries", entries)
     app.router.add_post("/purge", purge)
     return app

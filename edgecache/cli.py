@@ -12,6 +12,7 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings, load_settings, settings_as_dict
+from .log_output import CachedTimeFormatter, PeriodicFlushHandler
 
 EXIT_CONFIG_ERROR = 2
 
@@ -26,8 +27,14 @@ def run_async(main: Coroutine[Any, Any, Any]) -> Any:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s",
-                        stream=sys.stdout)
+    """Send every logger to stdout through a buffered handler, cheap enough for an access line per request."""
+    handler = PeriodicFlushHandler(sys.stdout)
+    handler.setFormatter(CachedTimeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    # No format of ours shows thread or process names, so they are not looked up per record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def _add_listen_flags(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="print the current figures of a running edgecache")
     stats.add_argument("--admin", metavar="URL", default="http://127.0.0.1:8081")
     stats.add_argument("--watch", action="store_true", help="redraw every second until interrupted")
+
+    explain = commands.add_parser("explain", help="show what is stored for a URL and how a request would be served")
+    explain.add_argument("url", metavar="URL", help="a proxy URL or a path, for example /summit-duffel-1/p")
+    explain.add_argument("--admin", metavar="URL", default="http://127.0.0.1:8081")
+    explain.add_argument("--json", action="store_true", help="print the admin listener's JSON document")
     return parser
 
 
@@ -116,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo-origin": commands.cmd_demo_origin,
         "purge": commands.cmd_purge,
         "stats": commands.cmd_stats,
+        "explain": commands.cmd_explain,
     }
     try:
         return handlers[args.command](args)

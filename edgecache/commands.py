@@ -8,15 +8,22 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from .config import build_settings, read_toml
+from .explain import format_explanation
+
+if TYPE_CHECKING:
+    from .demo.inventory import StockChange
+    from .server import Edgecache
 
 # The demo's settings: product pages for 30 s, category pages for 60 s, static files
-# as their Cache-Control says.
+# for an hour unless their Cache-Control sets a lifetime.
 DEMO_SETTINGS: dict[str, Any] = {
     "rules": [
         {"name": "product", "match": "/*/p", "ttl": 30, "stale_while_revalidate": 10},
@@ -85,18 +92,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging("warning")
 
     async def run() -> None:
-        origin = await _start_demo_origin(args.origin_listen)
+        from .demo.inventory import Inventory
+
+        inventory = Inventory()
+        origin = await _start_demo_origin(args.origin_listen, inventory=inventory)
         edgecache = Edgecache(settings)
         await edgecache.start()
+        unsubscribe = inventory.subscribe(inventory_feed(edgecache))
         try:
             await _show_demo(settings.server.listen, settings.server.admin_listen, args.origin_listen)
             await _wait_for_stop(args.duration)
         finally:
+            unsubscribe()
             await edgecache.stop()
             await origin.cleanup()
 
     run_async(run())
     return 0
+
+
+def inventory_feed(edgecache: Edgecache) -> Callable[[StockChange], None]:
+    """Return a demo Inventory listener that hands every stock change to edgecache as an event."""
+    from .inventory import InventoryEvent
+
+    def feed(change: StockChange) -> None:
+        event = InventoryEvent(sku=change.sku, state=change.state.value, available_quantity=None,
+                               version=change.version, timestamp=change.timestamp)
+        edgecache.apply_inventory_events([event])
+
+    return feed
 
 
 async def _show_demo(listen: str, admin_listen: str, origin_listen: str) -> None:
@@ -105,6 +129,7 @@ async def _show_demo(listen: str, admin_listen: str, origin_listen: str) -> None
     print(f"demo storefront (origin): http://{origin_listen}/")
     print(f"edgecache (shoppers):     http://{listen}/")
     print(f"admin figures:            http://{admin_listen}/stats  and /metrics")
+    print("stock changes every 2 s reach edgecache as inventory events, so pages follow the stock")
     async with aiohttp.ClientSession() as session:
         for attempt in ("first", "second"):
             async with session.get(f"http://{listen}{page}") as response:
@@ -162,7 +187,29 @@ def format_stats(data: dict[str, Any]) -> str:
         f"served age p50 {age['p50']:.0f} s  p90 {age['p90']:.0f} s  p99 {age['p99']:.0f} s  max {age['max']:.0f} s  "
         f"stale served {data['staleness']['stale_served']}",
     ]
+    lines += _format_rolling(data.get("rolling", {}))
+    for title, name in (("bypassed", "bypassed"), ("fetched", "origin_fetches")):
+        items = data.get("top", {}).get(name, [])[:TOP_LINES]
+        if items:
+            lines.append(f"{title:<11}" + "  ".join(f"{item['key']} {item['count']}" for item in items))
     return "\n".join(lines)
+
+
+# Keys shown per top list in the terminal; /stats has the whole list.
+TOP_LINES = 3
+
+
+def _format_rolling(rolling: dict[str, Any]) -> list[str]:
+    lines = []
+    for name in ("1m", "5m"):
+        window = rolling.get(name)
+        if window is None:
+            continue
+        ratio = "-" if window["hit_ratio"] is None else f"{window['hit_ratio'] * 100:.1f} %"
+        rates = window["requests_per_second"]
+        lines.append(f"last {name:<6}{rates['total']:.1f} req/s   hit ratio {ratio}   "
+                     + "  ".join(f"{outcome} {rate:.1f}/s" for outcome, rate in rates.items() if outcome != "total"))
+    return lines
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -171,7 +218,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         while True:
             status, data = _admin_request("GET", url)
             if status != 200:
-                print(f"edgecache: {url} answered {status}", file=sys.stderr)
+                print(f"edgecache: {url} returned status {status}", file=sys.stderr)
                 return 1
             if args.watch:
                 print("\x1b[2J\x1b[H", end="")
@@ -184,3 +231,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def explain_query(url: str) -> dict[str, str]:
+    """Return the /entries query for a proxy URL or a bare path."""
+    parsed = URL(url)
+    if not parsed.is_absolute():
+        return {"path": url if url.startswith("/") else "/" + url}
+    query = {"path": parsed.raw_path_qs}
+    if parsed.raw_host:
+        query["host"] = parsed.raw_host if parsed.explicit_port is None else f"{parsed.raw_host}:{parsed.explicit_port}"
+    return query
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    url = URL(args.admin.rstrip("/") + "/entries").with_query(explain_query(args.url))
+    try:
+        status, document = _admin_request("GET", str(url))
+    except aiohttp.ClientError as exc:
+        print(f"edgecache: cannot reach the admin listener at {args.admin}: {exc}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"edgecache: {url} returned status {status}: {document}", file=sys.stderr)
+        return 1
+    print(json.dumps(document, indent=2) if args.json else format_explanation(document))
+    return 0

@@ -1,7 +1,7 @@
 """Settings: a TOML file, then EDGECACHE_<SECTION>_<KEY> variables, then flags.
 
 Each layer overrides the one before it. Every value is checked once, here, so the
-rest of the program can trust its settings; an invalid one raises ConfigError with
+rest of the program can trust its settings. An invalid value raises ConfigError with
 a single line naming the key, the value and what is allowed.
 """
 
@@ -32,7 +32,7 @@ class ServerSettings:
     log_level: str = "info"
     # Seconds that in-flight requests get to finish after SIGTERM.
     shutdown_timeout: float = 10.0
-    # Longest request line and longest header field accepted, in bytes (414 and 431 above).
+    # Maximum request line and header field sizes in bytes; longer ones get 414 and 431.
     max_line_size: int = 8190
     max_field_size: int = 8190
     # Seconds a client connection may stay idle between requests before it is closed.
@@ -112,6 +112,9 @@ class CacheSettings:
 class AdminSettings:
     token: str = field(default="", repr=False)
     token_file: str = ""
+    # Entries in each top list of /stats (most requested, bypassed, fetched); each list
+    # keeps at most twice this many keys in memory.
+    top_size: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +131,21 @@ class TagSettings:
 class InventorySettings:
     # Quantities from 1 up to this value are low_stock; above it, in_stock.
     low_stock_threshold: int = 5
-    # Events for one SKU within this many seconds cause at most one purge.
+    # A page purged by an inventory event is purged and refreshed again at most once per
+    # this many seconds; events inside the window are merged into one purge at its end.
     storm_interval: float = 1.0
+    # Refetch a purged page right after an event, so the next shopper gets a fresh copy.
+    refresh_on_event: bool = True
+    # Most events accepted in one POST /events/inventory batch.
+    max_batch_events: int = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSettings:
+    # Origin requests per second spent checking hot entries; 0 turns the sampler off.
+    requests_per_second: float = 0.0
+    # The sampler checks, in turn, this many of the most recently used entries.
+    hot_entries: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +178,7 @@ class Settings:
     admin: AdminSettings = AdminSettings()
     tags: TagSettings = TagSettings()
     inventory: InventorySettings = InventorySettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     rules: tuple[Rule, ...] = ()
 
     @property
@@ -183,7 +200,11 @@ class Settings:
         if self.admin.token:
             return self.admin.token
         if self.admin.token_file:
-            return Path(self.admin.token_file).read_text().strip()
+            try:
+                return Path(self.admin.token_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"admin.token_file: cannot read {self.admin.token_file!r} ({exc.strerror}); "
+                                  "point it at a readable file holding the token") from None
         return ""
 
 
@@ -196,6 +217,7 @@ SECTIONS: dict[str, type] = {
     "admin": AdminSettings,
     "tags": TagSettings,
     "inventory": InventorySettings,
+    "reconcile": ReconcileSettings,
 }
 
 # Checks beyond the type: each returns the allowed values as text when the value is invalid.
@@ -252,6 +274,7 @@ CHECKS: dict[str, Check] = {
     "origin.connect_timeout": _positive,
     "origin.read_timeout": _positive,
     "origin.max_connections": _positive,
+    "admin.top_size": _positive,
     "origin.queue_timeout": _positive,
     "origin.header_timeout": _positive,
     "origin.max_header_bytes": _positive,
@@ -271,6 +294,9 @@ CHECKS: dict[str, Check] = {
     "tags.header": _tag_header,
     "inventory.low_stock_threshold": _non_negative,
     "inventory.storm_interval": _non_negative,
+    "inventory.max_batch_events": _positive,
+    "reconcile.requests_per_second": _non_negative,
+    "reconcile.hot_entries": _positive,
     "rules.ttl": _non_negative,
     "rules.stale_while_revalidate": _non_negative,
     "rules.stale_if_error": _non_negative,
@@ -376,7 +402,7 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
         if key not in fields:
             raise ConfigError(f"{name}: unknown setting {section}.{key}; allowed: {', '.join(fields)}")
-        layer.setdefault(section, {})[key] = _parse_env_value(f"{section}.{key}", fields[key], text)
+        layer.setdefault(section, {})[key] = _parse_env_value(name, fields[key], text)
     return layer
 
 

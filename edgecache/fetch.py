@@ -24,7 +24,8 @@ from .errors import OriginError
 from .extract import extract_claims
 from .freshness import compute_freshness
 from .key import CacheKey
-from .log import cache_logger
+from .log import cache_logger, origin_logger
+from .logthrottle import ThrottledLogger
 from .origin import OriginClient, read_body
 from .outcomes import Reason
 from .stats import Stats
@@ -70,6 +71,10 @@ class Fetcher:
         self._strip = () if settings.tags.keep_header else (settings.tags.header,)
         # Called with an entry's tags and its request time; True refuses to store it as fresh.
         self.is_fenced: Callable[[frozenset[str], float], bool] = lambda tags, request_time: False
+        # One warning per failure reason per minute, however many requests fail.
+        self._origin_warnings = ThrottledLogger(origin_logger)
+        # Called with an entry's tags; True when an inventory event says one of its SKUs is low_stock.
+        self.has_low_stock: Callable[[frozenset[str]], bool] = lambda tags: False
 
     async def send(self, method: str, raw_path: str, headers: CIMultiDict[str], *,
                    data: object = None) -> aiohttp.ClientResponse:
@@ -79,6 +84,7 @@ class Fetcher:
             upstream = await self.origin.request(method, raw_path, headers, data=data)
         except OriginError as exc:
             self.stats.record_origin(time.perf_counter() - started, exc.reason)
+            self._origin_warnings.log(logging.WARNING, exc.reason, "%s %s failed: %s", method, raw_path, exc)
             raise
         self.stats.record_origin(time.perf_counter() - started)
         return upstream
@@ -86,6 +92,7 @@ class Fetcher:
     async def fetch(self, raw_path: str, headers: CIMultiDict[str], *, rule: Rule | None, key: CacheKey,
                     entry: Entry | None, authorization: bool) -> Fetched:
         """GET a resource for the cache, revalidating `entry` when it has validators."""
+        self.stats.record_fetch(str(key))
         if entry is not None and entry.has_validators:
             headers = CIMultiDict(headers)
             headers.update(validators_for(entry.headers))
@@ -106,13 +113,18 @@ class Fetcher:
         headers = CIMultiDictProxy(freshen_headers(entry.headers, headers_to_store(upstream.headers, tag_header=None)))
         response_time = self.clock()
         freshness = compute_freshness(entry.status, headers, request_time=request_time, response_time=response_time,
-                                      rule=rule, settings=self.settings.cache, low_stock=_claims_low_stock(entry.claims))
+                                      rule=rule, settings=self.settings.cache,
+                                      low_stock=_claims_low_stock(entry.claims) or self.has_low_stock(entry.tags))
+        fresh_until = freshness.fresh_until
+        if self.is_fenced(entry.tags, request_time):
+            # A soft purge landed while this revalidation ran: the 304 must not undo it.
+            fresh_until = min(fresh_until, response_time)
         fresh = dataclasses.replace(
             entry, headers=headers, request_time=request_time, response_time=response_time,
-            initial_age=freshness.initial_age, lifetime=freshness.lifetime, fresh_until=freshness.fresh_until,
+            initial_age=freshness.initial_age, lifetime=freshness.lifetime, fresh_until=fresh_until,
             stale_while_revalidate_until=freshness.stale_while_revalidate_until,
             stale_if_error_until=freshness.stale_if_error_until, must_revalidate=freshness.must_revalidate,
-            no_cache=freshness.no_cache, forbid_stale=False, size=0,
+            no_cache=freshness.no_cache, forbid_stale=fresh_until < freshness.fresh_until, size=0,
         )
         self.store.replace(fresh)
         upstream.release()
@@ -128,7 +140,11 @@ class Fetcher:
             reason = Reason.TOO_LARGE
         if reason is not None:
             return Fetched(FetchKind.NOT_STORED, upstream=upstream, reason=reason, strip_headers=self._strip)
-        body, complete = await read_body(upstream, limit)
+        try:
+            body, complete = await read_body(upstream, limit)
+        except OriginError as exc:
+            self.stats.record_origin_body_error(exc.reason)
+            raise
         if not complete:
             return Fetched(FetchKind.NOT_STORED, upstream=upstream, prefix=body, reason=Reason.TOO_LARGE,
                            strip_headers=self._strip)
@@ -152,7 +168,7 @@ class Fetcher:
                 tags = frozenset(self.settings.tags.sku_template.format(sku=sku) for sku, _ in claims)
         freshness = compute_freshness(upstream.status, upstream.headers, request_time=request_time,
                                       response_time=response_time, rule=rule, settings=self.settings.cache,
-                                      low_stock=_claims_low_stock(claims))
+                                      low_stock=_claims_low_stock(claims) or self.has_low_stock(tags))
         if cache_logger.isEnabledFor(logging.DEBUG):
             _log_freshness(key, upstream, rule, response_time, freshness)
         reason = refuse_for_freshness(freshness, upstream.headers)

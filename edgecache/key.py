@@ -9,15 +9,28 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from yarl import URL
 
 from .config import KeySettings
 
 _REPEATED_SLASHES = re.compile(r"/{2,}")
+# Canonical forms of this many recent raw paths are remembered, because building a yarl
+# URL is most of the cost of a cache hit's key. Only paths up to MEMO_MAX_PATH_CHARS
+# are remembered, so the memo holds at most about 2 MiB whatever clients send.
+MEMO_PATHS = 4096
+MEMO_MAX_PATH_CHARS = 512
 
 
 def canonical_path(raw_path: str, *, fold_trailing_slash: bool = False, fold_case: bool = False) -> str:
+    """Return the canonical form of a request path (without its query), remembering recent ones."""
+    if len(raw_path) <= MEMO_MAX_PATH_CHARS:
+        return _canonical_path_memo(raw_path, fold_trailing_slash, fold_case)
+    return _canonical_path(raw_path, fold_trailing_slash, fold_case)
+
+
+def _canonical_path(raw_path: str, fold_trailing_slash: bool, fold_case: bool) -> str:
     """Return the canonical form of a request path (without its query).
 
     Percent-escapes of unreserved characters are decoded and the remaining ones
@@ -36,6 +49,23 @@ def canonical_path(raw_path: str, *, fold_trailing_slash: bool = False, fold_cas
     if fold_case:
         path = path.lower()
     return path
+
+
+def origin_form(target: str) -> str:
+    """Return the path and query of a request target, dropping an absolute-form's scheme and host.
+
+    The host named in an absolute-form target (`GET http://other.example/p`) never
+    selects the origin or the site (RFC 9112 section 3.2.2 lets a server ignore it).
+    """
+    if target.startswith("/"):
+        return target
+    scheme, separator, rest = target.partition("://")
+    if not separator or "/" in scheme:
+        return "/" + target
+    authority_end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    path = rest[authority_end:]
+    return path if path.startswith("/") else "/" + path
+_canonical_path_memo = lru_cache(maxsize=MEMO_PATHS)(_canonical_path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,3 +8,4 @@ cache_logger = logging.getLogger("edgecache.cache")
 admin_logger = logging.getLogger("edgecache.admin")
 server_logger = logging.getLogger("edgecache.server")
 inventory_logger = logging.getLogger("edgecache.inventory")
+

@@ -53,6 +53,7 @@ class StatsCollector(Collector):
         yield CounterMetricFamily("edgecache_response_bytes", "Body bytes sent to clients.",
                                   value=stats.response_bytes)
         yield _histogram("edgecache_served_age_seconds", "Age of entries served from the cache.", stats.served_age)
+        yield from _inventory_metrics(stats)
         yield _histogram("edgecache_origin_fetch_seconds", "Time until the origin's response headers arrived.",
                          stats.origin_seconds)
         cache = self.cache_figures()
@@ -62,8 +63,43 @@ class StatsCollector(Collector):
                                 value=cache["max_bytes"])
         yield CounterMetricFamily("edgecache_cache_evictions", "Entries evicted to stay within cache.max_bytes.",
                                   value=cache["evictions"])
+        yield CounterMetricFamily("edgecache_cache_variant_evictions",
+                                  "Variants evicted to stay within cache.max_variants per path.",
+                                  value=cache["variant_evictions"])
         yield GaugeMetricFamily("edgecache_start_time_seconds", "Start time of the process since the epoch.",
                                 value=stats.started_at)
+
+
+def _inventory_metrics(stats: Stats) -> Iterator[Metric]:
+    yield _histogram("edgecache_served_inventory_lag_seconds",
+                     "Seconds from the first inventory state change newer than a served page to serving it.",
+                     stats.inventory_lag)
+    yield _labelled("edgecache_known_stale_responses",
+                    "Responses served from pages an inventory event had made wrong, by direction.",
+                    "direction", stats.known_stale)
+    yield _labelled("edgecache_inventory_events", "Inventory events received, by result.", "result",
+                    stats.inventory_events)
+    yield _labelled("edgecache_inventory_purged_entries", "Entries purged by inventory events, by kind.", "kind",
+                    stats.inventory_purges)
+    yield CounterMetricFamily("edgecache_inventory_fenced_fills",
+                              "Origin fills stored stale because a state change arrived while they ran.",
+                              value=stats.fenced_fills)
+    yield CounterMetricFamily("edgecache_inventory_refreshes", "Pages refetched right after an inventory event.",
+                              value=stats.event_refreshes)
+    yield CounterMetricFamily("edgecache_reconcile_checks", "Hot entries checked against the origin.",
+                              value=stats.reconcile_checks)
+    yield CounterMetricFamily("edgecache_reconcile_mismatches",
+                              "Checked entries whose claimed availability differed from the origin's.",
+                              value=stats.reconcile_mismatches)
+    yield CounterMetricFamily("edgecache_reconcile_errors", "Checks that failed at the origin.",
+                              value=stats.reconcile_errors)
+
+
+def _labelled(name: str, documentation: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:

@@ -108,7 +108,10 @@ class OriginClient:
             self._session = None
 
     def url_for(self, raw_path_qs: str) -> URL:
-        """Return the origin URL for a request target; only its path and query are used."""
+        """Return the origin URL for a request target; only its path and query are used.
+
+        NOTE: yarl drops an empty query, so a bypassed `/p?` reaches the origin as `/p`.
+        """
         return URL(str(self.base_url.with_path("").with_query(None)).rstrip("/") + raw_path_qs, encoded=True)
 
     async def request(

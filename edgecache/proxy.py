@@ -11,6 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 
 import aiohttp
 from aiohttp import web
@@ -23,7 +25,8 @@ from .entry import Entry, store_key
 from .bypass import BypassFlights, SharedResponse, flight_key, is_shareable
 from .errors import OriginBusyError, OriginError
 from .fetch import Fetched, FetchKind, Fetcher
-from .key import CacheKey, build_key, canonical_path
+from .access_log import log_access
+from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical_path, origin_form
 from .log import access_logger
 from .origin import ForwardContext, OriginClient, forward_headers, read_body
 from .outcomes import Outcome, Reason
@@ -37,6 +40,7 @@ from .vary import variant_key
 # Origin statuses that a stale entry may replace (RFC 5861 section 4).
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+NO_COOKIES: MappingProxyType[str, str] = MappingProxyType({})
 
 
 def error_status(error: OriginError) -> int:
@@ -49,7 +53,7 @@ def error_status(error: OriginError) -> int:
 class RequestContext:
     """Per-request facts gathered for the access log and the metrics."""
 
-    __slots__ = ("started", "outcome", "reason", "rule", "age")
+    __slots__ = ("started", "outcome", "reason", "rule", "age", "key")
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
@@ -57,6 +61,8 @@ class RequestContext:
         self.reason: str | None = None
         self.rule = "default"
         self.age = 0
+        # The cache key as text once the cache was consulted; None for bypassed requests.
+        self.key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +73,7 @@ class Lookup:
 
 
 class Proxy:
-    """Answers client requests from the store or the origin."""
+    """Serves client requests from the store or the origin."""
 
     def __init__(self, settings: Settings, *, store: MemoryStore, origin: OriginClient, stats: Stats,
                  clock: Callable[[], float] = time.time) -> None:
@@ -82,6 +88,11 @@ class Proxy:
         self._allowed_hosts = tuple(host.lower() for host in settings.site.allowed_hosts)
         self._background: set[asyncio.Task[None]] = set()
         self._log_access = settings.server.access_log
+        self._json_log = settings.server.access_log_format == "json"
+        # Called with each entry served from the cache and the time; measures inventory staleness.
+        self.observe_served: Callable[[Entry, float], None] = lambda entry, now: None
+        # fnmatch over every rule is a visible share of a hit, and rules never change.
+        self._rule_memo = lru_cache(maxsize=MEMO_PATHS)(settings.rule_for)
         self._dropped = frozenset(name.lower() for name in settings.origin.drop_request_headers)
         self.bypass_flights = BypassFlights(follower_timeout=settings.cache.coalesce_timeout)
         self.bypass_limiter = RateLimiter(rate=settings.server.bypass_rate, burst=settings.server.bypass_burst,
@@ -98,8 +109,10 @@ class Proxy:
         if rejection is not None:
             response: web.StreamResponse = rejection
         elif request.method not in ("GET", "HEAD"):
+            context.rule = self._rule_name(request.raw_path)
             response = await self._pass_through(request, context)
         elif "?" in request.raw_path:
+            context.rule = self._rule_name(request.raw_path)
             response = await self._bypass(request, context)
         else:
             response = await self._lookup(request, context)
@@ -124,11 +137,14 @@ class Proxy:
         return request, None
 
     async def _lookup(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        key = build_key(request.raw_path, request.host, request.cookies, settings=self.settings.key,
+        # request.cookies parses the whole Cookie header: skip it unless a key cookie is configured.
+        cookies = request.cookies if self.settings.key.cookies else NO_COOKIES
+        key = build_key(request.raw_path, request.host, cookies, settings=self.settings.key,
                         default_site=self._site, allowed_hosts=self._allowed_hosts)
-        rule = self.settings.rule_for(key.path)
+        rule = self._rule_for(key.path)
         if rule is not None:
             context.rule = rule.name
+        context.key = str(key)
         self.stats.lookups += 1
         now = self.clock()
         entry = self.store.lookup(key, request.headers)
@@ -146,19 +162,26 @@ class Proxy:
         return await self._fetch(request, Lookup(key, rule, entry), context)
 
     def _serve(self, request: web.BaseRequest, entry: Entry, now: float, outcome: Outcome,
-               context: RequestContext, *, reason: str | None = None, fwd_status: int | None = None) -> web.Response:
+               context: RequestContext, *, reason: str | None = None, fwd_status: int | None = None,
+               collapsed: bool = False) -> web.Response:
         age = int(entry.age(now))
         context.outcome, context.age = outcome, age
         if reason:
             context.reason = reason
         if outcome is not Outcome.MISS:
             self.stats.served_age.observe(age)
+            self.observe_served(entry, now)
         if outcome is Outcome.STALE:
             self.stats.stale_served += 1
         ttl = None if outcome is Outcome.MISS else entry.fresh_until - now
-        status_value = cache_status(outcome, ttl=ttl, reason=reason, fwd_status=fwd_status,
-                                    stored=outcome in (Outcome.MISS, Outcome.REVALIDATED))
+        status_value = cache_status(outcome, ttl=ttl, reason=reason, fwd_status=fwd_status, collapsed=collapsed,
+                                    stored=not collapsed and outcome in (Outcome.MISS, Outcome.REVALIDATED))
         return from_entry(request, entry, age=age, outcome=outcome, status_value=status_value)
+
+    def _rule_for(self, path: str) -> Rule | None:
+        if len(path) <= MEMO_MAX_PATH_CHARS:
+            return self._rule_memo(path)
+        return self.settings.rule_for(path)
 
     def _client_requires_revalidation(self, request: web.BaseRequest) -> bool:
         """Return whether a client's no-cache or max-age=0 forces revalidation (off by default)."""
@@ -187,7 +210,7 @@ class Proxy:
             shared = result.entry
             if result.status is FlightStatus.DONE and shared is not None \
                     and shared.variant == variant_key(shared.vary, request.headers):
-                return self._serve(request, shared, self.clock(), Outcome.MISS, context)
+                return self._serve(request, shared, self.clock(), Outcome.MISS, context, collapsed=True)
             if result.status is FlightStatus.ERROR and result.error is not None:
                 return self._origin_failed(request, lookup.entry, result.error, context)
             flight = None
@@ -199,6 +222,7 @@ class Proxy:
         headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=True)
         try:
             try:
+                # The origin gets the canonical path, so the entry is what the key names.
                 fetched = await self.fetcher.fetch(
                     lookup.key.path, headers, rule=lookup.rule, key=lookup.key, entry=lookup.entry,
                     authorization="authorization" in request.headers,
@@ -249,9 +273,11 @@ class Proxy:
             return self._fail(context, 504, error.reason, str(error))
         return self._fail(context, error_status(error), error.reason, str(error))
 
-    def _fail(self, context: RequestContext, status: int, reason: str, message: str) -> web.Response:
+    def _fail(self, context: RequestContext, status: int, reason: str, message: str, *,
+              forwarded: Outcome = Outcome.ERROR) -> web.Response:
+        """Build an error response; `forwarded` is why the request went to the origin (Cache-Status fwd)."""
         context.outcome, context.reason = Outcome.ERROR, reason
-        status_value = cache_status(Outcome.ERROR, reason=reason)
+        status_value = cache_status(forwarded, reason=reason)
         return error_response(status, message, outcome=Outcome.ERROR, status_value=status_value)
 
     def _refresh_in_background(self, request: web.BaseRequest, lookup: Lookup) -> None:
@@ -282,14 +308,14 @@ class Proxy:
 
     async def _forward(self, request: web.BaseRequest, context: RequestContext, outcome: Outcome,
                        reason: Reason) -> web.StreamResponse:
-        """Send a request to the origin as it is and stream the answer; the cache is not touched."""
+        """Send a request to the origin unchanged and stream the response back, bypassing the cache."""
         context.outcome, context.reason = outcome, reason
         headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=False)
         data = request.content if request.body_exists else None
         try:
             upstream = await self.fetcher.send(request.method, request.raw_path, headers, data=data)
         except OriginError as exc:
-            return self._fail(context, error_status(exc), exc.reason, str(exc))
+            return self._fail(context, error_status(exc), exc.reason, str(exc), forwarded=outcome)
         try:
             status_value = cache_status(outcome, reason=reason)
             return await stream_response(request, upstream, outcome=outcome, status_value=status_value)
@@ -331,7 +357,7 @@ class Proxy:
         try:
             upstream = await self.fetcher.send("GET", request.raw_path, headers)  # type: ignore[arg-type]
         except OriginError as exc:
-            return self._fail(context, error_status(exc), exc.reason, str(exc)), None
+            return self._fail(context, error_status(exc), exc.reason, str(exc), forwarded=Outcome.BYPASS), None
         try:
             if not is_shareable(upstream.headers):
                 return await stream_response(request, upstream, outcome=Outcome.BYPASS,
@@ -339,7 +365,7 @@ class Proxy:
             try:
                 body, complete = await read_body(upstream, self.settings.cache.max_object_bytes)
             except OriginError as exc:
-                return self._fail(context, error_status(exc), exc.reason, str(exc)), None
+                return self._fail(context, error_status(exc), exc.reason, str(exc), forwarded=Outcome.BYPASS), None
             if not complete:
                 return await stream_response(request, upstream, outcome=Outcome.BYPASS, status_value=status_value,
                                              prefix=body), None
@@ -350,7 +376,7 @@ class Proxy:
             upstream.release()
 
     async def _pass_through(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        """Forward an unsafe method; a 2xx or 3xx answer invalidates its paths (RFC 9111 section 4.4)."""
+        """Forward an unsafe method. A 2xx or 3xx response invalidates its paths (RFC 9111 section 4.4)."""
         response = await self._forward(request, context, Outcome.BYPASS, Reason.METHOD)
         if request.method in UNSAFE_METHODS and 200 <= response.status < 400:
             paths = {self._canonical(request.raw_path)}
@@ -360,6 +386,11 @@ class Proxy:
                     paths.add(self._canonical(target if target.startswith("/") else "/" + target.split("/", 3)[-1]))
             self.store.purge_paths(paths, soft=False, now=self.clock())
         return response
+
+    def _rule_name(self, raw_path: str) -> str:
+        """Return the name of the rule for a request that skips the lookup, for its metrics label."""
+        rule = self._rule_for(self._canonical(raw_path))
+        return rule.name if rule is not None else "default"
 
     def _canonical(self, raw_path: str) -> str:
         return canonical_path(raw_path, fold_trailing_slash=self.settings.key.fold_trailing_slash,
@@ -372,14 +403,11 @@ class Proxy:
         return host == self._site.lower() or host in self._allowed_hosts
 
     def _account(self, request: web.BaseRequest, response: web.StreamResponse, context: RequestContext) -> None:
-        size = response.content_length or 0
+        # A streamed response has been sent already and knows its length; others have a Content-Length.
+        size = response.content_length if response.content_length is not None else response.body_length
         self.stats.record(context.outcome, context.rule, context.reason, size)
+        self.stats.record_recent(context.outcome, context.key, request.raw_path.partition("?")[0])
         if self._log_access and access_logger.isEnabledFor(logging.INFO):
-            duration = time.perf_counter() - context.started
-            access_logger.info(
-                '%s - - "%s %s HTTP/%d.%d" %d %d outcome=%s reason=%s age=%d duration=%.6f',
-                request.remote, request.method, request.raw_path, request.version.major, request.version.minor,
-                response.status, size, context.outcome.value, context.reason or "-", context.age, duration,
-                extra={"outcome": context.outcome.value, "reason": context.reason, "age": context.age,
-                       "path": request.path, "status": response.status, "duration": duration},
-            )
+            log_access(request, response.status, size, outcome=context.outcome.value, reason=context.reason,
+                       age=context.age, duration=time.perf_counter() - context.started,
+                       json_format=self._json_log)

@@ -56,8 +56,7 @@ def apply_settings(edgecache: Edgecache, new: Settings) -> None:
     new = keep_restart_only(old, new)
     old_proxy = edgecache.proxy
     proxy = Proxy(new, store=edgecache.store, origin=edgecache.origin, stats=edgecache.stats, clock=edgecache.clock)
-    # Wiring that other components attach after construction carries over.
-    proxy.fetcher.is_fenced = old_proxy.fetcher.is_fenced
+    edgecache.attach(proxy)
     edgecache.retired_proxies.append(old_proxy)
     edgecache.proxy = proxy
     edgecache.settings = new

@@ -18,8 +18,12 @@ VIA = "1.1 edgecache"
 
 
 def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | None = None,
-                 stored: bool = False, fwd_status: int | None = None, vary_miss: bool = False) -> str:
-    """Return an RFC 9211 Cache-Status value for one response."""
+                 stored: bool = False, fwd_status: int | None = None, vary_miss: bool = False,
+                 collapsed: bool = False) -> str:
+    """Return an RFC 9211 Cache-Status value for one response.
+
+    `collapsed` marks a request that waited for another request's origin fetch.
+    """
     parts = ["edgecache"]
     if outcome is Outcome.HIT:
         parts.append("hit")
@@ -37,6 +41,8 @@ def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | No
         parts.append(f"ttl={int(ttl)}")
     if stored:
         parts.append("stored")
+    if collapsed:
+        parts.append("collapsed")
     if reason:
         parts.append(f"detail={reason}")
     return "; ".join(parts)

@@ -11,12 +11,18 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from .admin import create_admin_app
+from .admin_events import add_routes as add_event_routes
 from .config import Settings
+from .inventory import InventoryEvent, InventoryTracker
+from .invalidation import InventoryInvalidator
 from .key import canonical_path
 from .log import server_logger
 from .origin import OriginClient
 from .protocol import GuardedServer
 from .proxy import Proxy
+from .reconcile import Reconciler
+from .refetch import Refetcher
+from .staleness import StalenessMeter
 from .reload import install_signal_handlers
 from .stats import Stats
 from .store import MemoryStore
@@ -37,16 +43,37 @@ class Edgecache:
         self.settings = settings
         self.clock = clock
         self.admin_token = settings.admin_token()
-        self.stats = Stats()
+        self.stats = Stats(clock=clock, top_size=settings.admin.top_size)
         self.store = MemoryStore(max_bytes=settings.cache.max_bytes, max_variants=settings.cache.max_variants)
         self.origin = OriginClient(settings.origin)
         self.proxy = Proxy(settings, store=self.store, origin=self.origin, stats=self.stats, clock=clock)
+        self._wire_inventory()
         # Handlers replaced by a reload; their background refreshes are awaited at stop.
         self.retired_proxies: list[Proxy] = []
         self.registry: CollectorRegistry | None = None
         self._runners: list[web.BaseRunner] = []
         self.proxy_port = 0
         self.admin_port = 0
+
+    def _wire_inventory(self) -> None:
+        """Connect inventory events, fencing, staleness and reconciliation to the proxy."""
+        self.tracker = InventoryTracker(sku_template=self.settings.tags.sku_template)
+        self.staleness = StalenessMeter(self.tracker, self.stats)
+        self.refetcher = Refetcher(self.proxy)
+        self.invalidator = InventoryInvalidator(self.settings.inventory, tracker=self.tracker, store=self.store,
+                                                staleness=self.staleness, refetcher=self.refetcher,
+                                                stats=self.stats)
+        self.reconciler = Reconciler(self.settings.reconcile, store=self.store, refetcher=self.refetcher,
+                                     stats=self.stats)
+        self.attach(self.proxy)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def attach(self, proxy: Proxy) -> None:
+        """Connect a request handler to the inventory components; a reload calls this for its new handler."""
+        proxy.fetcher.is_fenced = self.invalidator.fence
+        proxy.fetcher.has_low_stock = self.tracker.has_low_stock
+        proxy.observe_served = self.staleness.observe
+        self.refetcher.proxy = proxy
 
     def __repr__(self) -> str:
         return f"<Edgecache origin={self.settings.origin.url} proxy_port={self.proxy_port} store={self.store!r}>"
@@ -84,6 +111,10 @@ class Edgecache:
                      + self.store.purge_tags(tags, soft=soft, now=now))
         return {"purged": count, "soft": soft}
 
+    def apply_inventory_events(self, events: list[InventoryEvent]) -> dict[str, Any]:
+        """Apply inventory events in order: purge, fence and refetch the pages of changed SKUs."""
+        return self.invalidator.apply(events, self.clock())
+
     async def start(self) -> None:
         """Open the origin pool and both listeners; ports of 0 pick free ones."""
         await self.origin.start()
@@ -99,7 +130,9 @@ class Edgecache:
         shutdown_timeout = self.settings.server.shutdown_timeout
         proxy_runner = web.ServerRunner(server, handle_signals=False, access_log=None,
                                         shutdown_timeout=shutdown_timeout)
-        admin_runner = web.AppRunner(create_admin_app(self), handle_signals=False, access_log=None,
+        admin_app = create_admin_app(self)
+        add_event_routes(admin_app)
+        admin_runner = web.AppRunner(admin_app, handle_signals=False, access_log=None,
                                      shutdown_timeout=shutdown_timeout)
         for runner, listen in ((proxy_runner, self.settings.server.listen),
                                (admin_runner, self.settings.server.admin_listen)):
@@ -108,6 +141,10 @@ class Edgecache:
             site = web.TCPSite(runner, host, port, reuse_address=True)
             await site.start()
             self._runners.append(runner)
+        if self.settings.inventory.storm_interval > 0:
+            self._tasks.append(asyncio.create_task(self.invalidator.run(self.clock), name="edgecache-storm-flush"))
+        if self.reconciler.enabled:
+            self._tasks.append(asyncio.create_task(self.reconciler.run(), name="edgecache-reconcile"))
         self.proxy_port = _bound_port(proxy_runner)
         self.admin_port = _bound_port(admin_runner)
         server_logger.info("edgecache listening on %s:%d (admin %s:%d), origin %s",
@@ -120,6 +157,11 @@ class Edgecache:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.refetcher.close()
         for proxy in (*self.retired_proxies, self.proxy):
             await proxy.close()
         await self.origin.close()

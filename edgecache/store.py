@@ -26,6 +26,10 @@ class Store(Protocol):
 
     def lookup(self, key: CacheKey, request_headers: Mapping[str, str]) -> Entry | None: ...
 
+    def variants_of(self, key: CacheKey) -> list[Entry]:
+        """Return every variant stored for a key, without touching LRU positions."""
+        return [self._entries[full_key] for full_key in self._variants.get(_primary(key), ())]
+
     def put(self, entry: Entry) -> list[Entry]: ...
 
     def replace(self, entry: Entry) -> None: ...
@@ -77,6 +81,10 @@ class MemoryStore:
     def peek(self, full_key: str) -> Entry | None:
         """Return an entry without touching its LRU position."""
         return self._entries.get(full_key)
+
+    def variants_of(self, key: CacheKey) -> list[Entry]:
+        """Return every variant stored for a key, without touching LRU positions."""
+        return [self._entries[full_key] for full_key in self._variants.get(_primary(key), ())]
 
     def put(self, entry: Entry) -> list[Entry]:
         """Store an entry; return the entries evicted to make room for it."""
@@ -141,6 +149,20 @@ class MemoryStore:
 
     def keys_for_tag(self, tag: str) -> list[str]:
         return list(self._tags.get(tag, ()))
+
+    def purge_keys(self, keys: Iterable[str], *, soft: bool, now: float, forbid_stale: bool = False) -> int:
+        """Purge entries by their store keys (as `keys_for_tag` returns them)."""
+        return self._purge([key for key in keys if key in self._entries], soft=soft, now=now,
+                           forbid_stale=forbid_stale)
+
+    def most_recent(self, count: int) -> list[Entry]:
+        """Return up to `count` entries, most recently used first, without touching the LRU order."""
+        entries: list[Entry] = []
+        for full_key in reversed(self._entries):
+            if len(entries) >= count:
+                break
+            entries.append(self._entries[full_key])
+        return entries
 
     def _purge(self, keys: list[str], *, soft: bool, now: float, forbid_stale: bool = False) -> int:
         if not soft:

@@ -37,10 +37,15 @@ async def assert_healthy(edgecache: Edgecache, client: aiohttp.ClientSession, pa
 
 
 def edgecache_tasks() -> list[str]:
-    """Return the names of running tasks whose top coroutine is edgecache's own code."""
+    """Return the names of per-request tasks whose top coroutine is edgecache's own code.
+
+    Long-lived service tasks, named "edgecache-..." by the server, are left out.
+    """
     names = []
     for task in asyncio.all_tasks():
         code = getattr(task.get_coro(), "cr_code", None)
+        if task.get_name().startswith("edgecache-"):
+            continue
         if code is not None and "/edgecache/" in code.co_filename:
             names.append(code.co_qualname)
     return names

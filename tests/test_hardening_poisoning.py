@@ -150,7 +150,7 @@ async def test_origin_busy_gives_503(fault_origin: FaultOrigin, make_edgecache: 
     await arrived.wait()
     status, _, headers = await fetch(client, proxy_url(cache, "/shoe/p?x=1"))
     assert status == 503
-    assert headers["Cache-Status"] == "edgecache; fwd=uri-miss; detail=origin-busy"
+    assert headers["Cache-Status"] == "edgecache; fwd=bypass; detail=origin-busy"
     gate.set()
     assert (await holder)[0] == 200
     async with client.get(admin_url(cache, "/stats")) as response:

@@ -1,0 +1,127 @@
+"""The command line as a user runs it: check-config, exit statuses, and serve in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from helpers import free_port
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "edgecache.toml"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("EDGECACHE_")}
+    return {**env, **extra}
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgecache", *args, env=env or clean_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_check_config_prints_settings() -> None:
+    status, stdout, _ = await run_cli("check-config", str(DEFAULT_CONFIG))
+    settings = json.loads(stdout)
+
+    assert status == 0
+    assert settings["cache"]["max_bytes"] == 268435456
+    assert settings["rules"][0]["name"] == "product"
+
+
+async def test_check_config_masks_token(tmp_path: Path) -> None:
+    path = tmp_path / "edgecache.toml"
+    path.write_text('[admin]\ntoken = "s3cret"\n')
+    status, stdout, _ = await run_cli("check-config", str(path))
+
+    assert status == 0
+    assert json.loads(stdout)["admin"]["token"] == "********"
+    assert "s3cret" not in stdout
+
+
+async def test_check_config_invalid_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "edgecache.toml"
+    path.write_text("[cache]\nmax_bytes = -1\n")
+    status, stdout, stderr = await run_cli("check-config", str(path))
+
+    assert status == 2
+    assert stdout == ""
+    assert stderr == "edgecache: config error: cache.max_bytes: invalid value -1; expected a positive number\n"
+
+
+async def test_check_config_missing_file() -> None:
+    status, _, stderr = await run_cli("check-config", "/nonexistent/edgecache.toml")
+
+    assert status == 2
+    assert stderr == "edgecache: config error: config file '/nonexistent/edgecache.toml': not found\n"
+
+
+async def test_check_config_invalid_toml(tmp_path: Path) -> None:
+    path = tmp_path / "edgecache.toml"
+    path.write_text("[cache\n")
+    status, _, stderr = await run_cli("check-config", str(path))
+
+    assert status == 2
+    assert stderr.startswith(f"edgecache: config error: config file '{path}': invalid TOML:")
+    assert stderr.count("\n") == 1
+
+
+async def test_serve_invalid_env_exits_2() -> None:
+    status, _, stderr = await run_cli("serve", "--duration", "1",
+                                      env=clean_env(EDGECACHE_ORIGIN_READ_TIMEOUT="soon"))
+
+    assert status == 2
+    assert stderr == ("edgecache: config error: EDGECACHE_ORIGIN_READ_TIMEOUT: invalid value 'soon'; "
+                      "expected a number\n")
+
+
+async def test_serve_invalid_flag_exits_2() -> None:
+    status, _, stderr = await run_cli("serve", "--origin", "ftp://127.0.0.1", "--duration", "1")
+
+    assert status == 2
+    assert "Traceback" not in stderr
+    assert stderr.startswith("edgecache: config error: origin.url: invalid value 'ftp://127.0.0.1'")
+
+
+async def test_serve_subprocess_answers(origin, client: aiohttp.ClientSession) -> None:
+    port, admin_port = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgecache", "serve", "--origin", origin.url,
+        "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}", "--duration", "2",
+        env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        health = await wait_for_health(client, f"http://127.0.0.1:{admin_port}/health")
+        statuses = []
+        for _ in range(2):
+            async with client.get(f"http://127.0.0.1:{port}/shoe/p") as response:
+                await response.read()
+                statuses.append((response.status, response.headers["X-Cache"]))
+        returncode = await asyncio.wait_for(process.wait(), 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    assert health["status"] == "ok"
+    assert statuses == [(200, "MISS"), (200, "HIT")]
+    assert origin.count("/shoe/p") == 1
+    assert returncode == 0
+
+
+async def wait_for_health(client: aiohttp.ClientSession, url: str) -> dict:
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                async with client.get(url) as response:
+                    return await response.json()
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
