@@ -168,3 +168,20 @@ async def test_bypass_rate_limited(fault_origin: FaultOrigin, make_edgecache: An
     async with client.get(admin_url(cache, "/stats")) as response:
         assert (await response.json())["rate_limited"] == 1
     await assert_healthy(cache, client)
+
+
+async def test_bypass_followers_share_error(fault_origin: FaultOrigin, make_edgecache: Any,
+                                            client: aiohttp.ClientSession) -> None:
+    cache = await make_edgecache(fault_origin.url, {"origin": {"read_timeout": 0.2}})
+    release = asyncio.Event()
+    fault_origin.faults["/shoe/p"] = faults.silence(release)
+    results = await asyncio.gather(*(fetch(client, proxy_url(cache, "/shoe/p?utm=1")) for _ in range(4)))
+    release.set()
+    assert [status for status, _, _ in results] == [504] * 4
+    assert [headers["Cache-Status"] for _, _, headers in results] == [
+        "edgecache; fwd=bypass; detail=origin-timeout"] * 4
+    assert fault_origin.count("/shoe/p") == 1
+    assert cache.stats.bypass_coalesced == 3
+    async with client.get(admin_url(cache, "/stats")) as response:
+        assert (await response.json())["requests"]["error"] == 4
+    await assert_healthy(cache, client)
