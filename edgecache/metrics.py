@@ -45,6 +45,9 @@ class StatsCollector(Collector):
         yield errors
         yield CounterMetricFamily("edgecache_coalesced_requests", "Requests that waited for another's origin fetch.",
                                   value=stats.coalesced)
+        yield CounterMetricFamily("edgecache_bypass_coalesced_requests",
+                                  "Forced misses answered with an identical request's origin response.",
+                                  value=stats.bypass_coalesced)
         yield CounterMetricFamily("edgecache_stale_served", "Responses served from a stale entry.",
                                   value=stats.stale_served)
         yield CounterMetricFamily("edgecache_response_bytes", "Body bytes sent to clients.",

@@ -158,9 +158,10 @@ class OriginClient:
         assert self._session is not None
         url = self.url_for(raw_path_qs)
         try:
-            return await self._session.request(
-                method, url, headers=headers, data=data, allow_redirects=False, compress=None,
-            )
+            async with asyncio.timeout(self.settings.header_timeout):
+                return await self._session.request(
+                    method, url, headers=headers, data=data, allow_redirects=False, compress=None,
+                )
         except asyncio.CancelledError:
             raise
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:

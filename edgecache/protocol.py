@@ -1,9 +1,10 @@
 """The client-facing HTTP protocol: aiohttp's, with limits a public listener needs.
 
-On top of aiohttp's request handler this adds a deadline for the first request's
-headers (a slowloris guard: aiohttp itself has none), 414 and 431 instead of 400
-for an oversized request line or header field, and one rate-limited warning line
-instead of a traceback per malformed request.
+On top of aiohttp's request handler this adds three things. A new connection must
+send its first request's headers within server.header_timeout, which guards against
+slowloris clients (aiohttp 3.14 has no such deadline). An oversized request line
+gets 414 and an oversized header field 431, where aiohttp answers 400. A malformed
+request logs one rate-limited warning line instead of a traceback.
 """
 
 from __future__ import annotations

@@ -358,7 +358,7 @@ class Proxy:
             upstream.release()
 
     async def _bypass(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        """Forward a forced miss, within the client's rate limit, sharing a public answer in flight."""
+        """Forward a forced miss within the client's rate limit, sharing a public response in flight."""
         wait = self.bypass_limiter.acquire(request.remote or "")
         if wait > 0:
             response = self._fail(context, 429, Reason.RATE_LIMITED, "too many requests with a query string")
@@ -374,6 +374,8 @@ class Proxy:
             if shared is not None:
                 self.stats.bypass_coalesced += 1
                 context.outcome, context.reason = Outcome.BYPASS, Reason.QUERY
+                if shared.error_reason is not None:
+                    context.outcome, context.reason = Outcome.ERROR, shared.error_reason
                 return web.Response(status=shared.status, reason=shared.reason, headers=shared.headers,
                                     body=shared.body)
             return await self._forward(request, context, Outcome.BYPASS, Reason.QUERY)
@@ -392,7 +394,7 @@ class Proxy:
         try:
             upstream = await self.fetcher.send("GET", request.raw_path, headers)  # type: ignore[arg-type]
         except OriginError as exc:
-            return self._fail(context, error_status(exc), exc.reason, str(exc), forwarded=Outcome.BYPASS), None
+            return self._shared_failure(context, exc)
         try:
             if not is_shareable(upstream.headers):
                 return await stream_response(request, upstream, outcome=Outcome.BYPASS,
@@ -400,7 +402,7 @@ class Proxy:
             try:
                 body, complete = await read_body(upstream, self.settings.cache.max_object_bytes)
             except OriginError as exc:
-                return self._fail(context, error_status(exc), exc.reason, str(exc), forwarded=Outcome.BYPASS), None
+                return self._shared_failure(context, exc)
             if not complete:
                 return await stream_response(request, upstream, outcome=Outcome.BYPASS, status_value=status_value,
                                              prefix=body), None
@@ -409,6 +411,15 @@ class Proxy:
                 CIMultiDict(response.headers)), body)
         finally:
             upstream.release()
+
+    def _shared_failure(self, context: RequestContext,
+                        error: OriginError) -> tuple[web.StreamResponse, SharedResponse | None]:
+        """Return a forced miss's error response and the same response for its followers."""
+        response = self._fail(context, error_status(error), error.reason, str(error), forwarded=Outcome.BYPASS)
+        assert isinstance(response.body, bytes)
+        shared = SharedResponse(response.status, response.reason, CIMultiDictProxy(CIMultiDict(response.headers)),
+                                response.body, error_reason=error.reason)
+        return response, shared
 
     async def _pass_through(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
         """Forward an unsafe method. A 2xx or 3xx response invalidates its paths (RFC 9111 section 4.4)."""

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 RESTART_ONLY = {
     "server": ("listen", "admin_listen", "max_line_size", "max_field_size", "header_timeout", "idle_timeout",
                "shutdown_timeout"),
-    "origin": ("url", "connect_timeout", "read_timeout", "max_connections", "queue_timeout", "max_header_bytes"),
+    "origin": ("url", "connect_timeout", "read_timeout", "header_timeout", "max_connections", "queue_timeout",
+               "max_header_bytes"),
 }
 
 
@@ -39,13 +40,13 @@ def keep_restart_only(old: Settings, new: Settings) -> Settings:
     sections = {}
     for section, names in RESTART_ONLY.items():
         old_section, new_section = getattr(old, section), getattr(new, section)
-        kept = {}
+        restored = {}
         for name in names:
             if getattr(old_section, name) != getattr(new_section, name):
                 server_logger.warning("reload: %s.%s changed to %r; restart edgecache to apply it, keeping %r",
                                       section, name, getattr(new_section, name), getattr(old_section, name))
-                kept[name] = getattr(old_section, name)
-        sections[section] = dataclasses.replace(new_section, **kept)
+                restored[name] = getattr(old_section, name)
+        sections[section] = dataclasses.replace(new_section, **restored)
     return dataclasses.replace(new, **sections)
 
 

@@ -2,10 +2,10 @@
 
 aiohttp already rejects request lines with control characters, CR/LF in header
 values and Content-Length together with Transfer-Encoding. These checks cover what
-its parser accepts but a cache must not: targets that are not a path, invalid
-percent-encoding, encoded control characters, and dot segments hidden behind an
-encoded slash or backslash (`/static/..%2f..%2faccount`), which an origin may
-resolve to a different resource than the one the key names.
+its parser accepts but a cache must not. They reject targets that are not a path,
+invalid percent-encoding and encoded control characters. They also reject dot
+segments hidden behind an encoded slash or backslash (`/static/..%2f..%2faccount`),
+because an origin may resolve those to another resource than the one the key names.
 """
 
 from __future__ import annotations

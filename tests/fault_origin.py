@@ -2,7 +2,7 @@
 
 Each path is scripted with a `Fault`, an async function that gets the parsed request
 and the stream writer and writes whatever bytes it likes, however slowly, or none.
-Unscripted paths answer 200 with a small cacheable body. The server counts the
+Unscripted paths get 200 with a small cacheable body. The server counts the
 requests it received and the connections still open, so tests can check for leaks.
 """
 
@@ -40,7 +40,7 @@ def response_head(status: int, headers: dict[str, str] | list[tuple[str, str]]) 
 
 
 def ok(body: bytes = b"fine", *, status: int = 200, headers: dict[str, str] | None = None) -> Fault:
-    """Answer normally, with Content-Length."""
+    """Respond normally, with Content-Length."""
     fields = {"Cache-Control": "max-age=60", **(headers or {}), "Content-Length": str(len(body))}
 
     async def fault(request: FaultRequest, writer: asyncio.StreamWriter) -> None:
@@ -68,6 +68,19 @@ def slow_headers(delay: float) -> Fault:
         await asyncio.sleep(delay)
         writer.write(b"Content-Length: 4\r\nCache-Control: max-age=60\r\n\r\nlate")
         await writer.drain()
+
+    return fault
+
+
+def trickle_headers(interval: float) -> Fault:
+    """Send one header field every `interval` seconds and never end the header block."""
+
+    async def fault(request: FaultRequest, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for index in range(10_000):
+            await writer.drain()
+            await asyncio.sleep(interval)
+            writer.write(f"X-Trickle-{index}: x\r\n".encode())
 
     return fault
 
@@ -139,7 +152,7 @@ def gzip_body() -> Fault:
 
 
 def large_headers(tag_count: int, *, body: bytes = b"category") -> Fault:
-    """Answer with a Surrogate-Key header listing `tag_count` tags (about 10 bytes each)."""
+    """Respond with a Surrogate-Key header listing `tag_count` tags (about 10 bytes each)."""
     tags = " ".join(f"sku:{index:06d}" for index in range(tag_count))
     return ok(body, headers={"Surrogate-Key": tags})
 

@@ -1,4 +1,4 @@
-"""Checks shared by the hardening tests: edgecache is healthy and holds nothing open."""
+"""Checks shared by the hardening tests: edgecache is healthy and leaves nothing open."""
 
 from __future__ import annotations
 
@@ -33,6 +33,22 @@ async def assert_healthy(edgecache: Edgecache, client: aiohttp.ClientSession, pa
     assert len(edgecache.proxy.coalescer) == 0
     assert len(edgecache.proxy.bypass_flights) == 0
     assert not edgecache.proxy._background
+    assert edgecache_tasks() == []
+
+
+def edgecache_tasks() -> list[str]:
+    """Return the names of per-request tasks whose top coroutine is edgecache's own code.
+
+    Long-lived service tasks, named "edgecache-..." by the server, are left out.
+    """
+    names = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if task.get_name().startswith("edgecache-"):
+            continue
+        if code is not None and "/edgecache/" in code.co_filename:
+            names.append(code.co_qualname)
+    return names
 
 
 async def fetch(client: aiohttp.ClientSession, url: str, **kwargs: object) -> tuple[int, bytes, dict[str, str]]:

@@ -10,6 +10,7 @@ import pytest
 
 import fault_origin as faults
 from conftest import proxy_url
+from edgecache.entry import TAG_OVERHEAD_BYTES
 from fault_origin import FaultOrigin
 from hardening_checks import FakeClock, assert_healthy, fetch
 
@@ -118,6 +119,7 @@ async def test_large_headers_stored_with_tags(fault_origin: FaultOrigin, cache: 
         assert headers["X-Cache"] == expected
         assert "Surrogate-Key" not in headers
         assert body == b"category"
+    assert cache.store.bytes >= 6000 * TAG_OVERHEAD_BYTES
     assert await cache.purge(paths=[], prefixes=[], tags=["sku:005999"], purge_all=False, soft=False) == {
         "purged": 1, "soft": False}
     await assert_healthy(cache, client)
@@ -184,4 +186,34 @@ async def test_crash_in_flight_gives_502(fault_origin: FaultOrigin, cache: Any,
     assert len(cache.store) == 0
     fault_origin.faults.clear()
     await fault_origin.start()
+    await assert_healthy(cache, client)
+
+
+@pytest.mark.parametrize("fault, status", [
+    (faults.reset_mid_body(), 502),
+    (faults.short_body(), 502),
+    (faults.raw_bytes(b"not http at all\r\n\r\n"), 502),
+    (faults.slow_body(0.5), 504),
+], ids=["reset", "short", "invalid", "slow-body"])
+async def test_fault_releases_followers(fault: faults.Fault, status: int, fault_origin: FaultOrigin, cache: Any,
+                                        client: aiohttp.ClientSession) -> None:
+    gate, arrived = asyncio.Event(), asyncio.Event()
+    fault_origin.faults["/shoe/p"] = faults.gated(gate, fault, arrived=arrived)
+    requests = [asyncio.create_task(fetch(client, proxy_url(cache, "/shoe/p"))) for _ in range(3)]
+    await arrived.wait()
+    while cache.stats.coalesced < 2:
+        await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(*requests)
+    assert [code for code, _, _ in results] == [status] * 3
+    assert fault_origin.count("/shoe/p") == 1
+    assert len(cache.store) == 0
+    await assert_healthy(cache, client)
+
+
+async def test_trickling_headers_give_504(fault_origin: FaultOrigin, make_edgecache: Any,
+                                          client: aiohttp.ClientSession) -> None:
+    cache = await make_edgecache(fault_origin.url, {"origin": {"read_timeout": 0.2, "header_timeout": 0.3}})
+    fault_origin.faults["/shoe/p"] = faults.trickle_headers(0.02)
+    await expect_failure(client, cache, "/shoe/p", 504, "origin-timeout")
     await assert_healthy(cache, client)

@@ -193,3 +193,16 @@ async def test_disconnect_mid_stream(fault_origin: FaultOrigin, make_edgecache: 
         await asyncio.sleep(0.01)
     assert len(cache.store) == 0
     await assert_healthy(cache, client)
+
+
+@pytest.mark.parametrize("target, received", [
+    ("//evil.example/shoe/p", "/evil.example/shoe/p"),
+    ("//evil.example/shoe/p?x=1", "//evil.example/shoe/p?x=1"),
+    ("/@evil.example/p", "/@evil.example/p"),
+])
+async def test_authority_like_path_stays_path(target: str, received: str, fault_origin: FaultOrigin, cache: Any,
+                                              client: aiohttp.ClientSession) -> None:
+    response = await send_raw(cache, f"GET {target} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    assert status_of(response) == 200
+    assert [request.target for request in fault_origin.requests] == [received]
+    assert fault_origin.requests[0].headers["host"] == f"127.0.0.1:{fault_origin.port}"

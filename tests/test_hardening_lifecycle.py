@@ -92,11 +92,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def start_process(tmp_path: Path, origin_url: str, extra: str = "") -> tuple[subprocess.Popen[bytes], int, int]:
+async def start_process(tmp_path: Path, origin_url: str, *,
+                        shutdown_timeout: float = 5.0) -> tuple[subprocess.Popen[bytes], int, int]:
     proxy_port, admin_port = free_port(), free_port()
     config = tmp_path / "edgecache.toml"
     config.write_text(f'[server]\nlisten = "127.0.0.1:{proxy_port}"\nadmin_listen = "127.0.0.1:{admin_port}"\n'
-                      f'shutdown_timeout = 5.0\n[origin]\nurl = "{origin_url}"\n{extra}')
+                      f'shutdown_timeout = {shutdown_timeout}\n[origin]\nurl = "{origin_url}"\n')
     process = subprocess.Popen([sys.executable, "-m", "edgecache", "serve", "--config", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     async with aiohttp.ClientSession() as session:
@@ -129,6 +130,19 @@ async def test_sigterm_drains_in_flight(fault_origin: FaultOrigin, tmp_path: Pat
         gate.set()
         status, body, _ = await request
     assert (status, body) == (200, b"finished")
+    assert await wait_exit(process) == 0
+
+
+async def test_sigterm_cuts_after_timeout(fault_origin: FaultOrigin, tmp_path: Path) -> None:
+    process, proxy_port, _ = await start_process(tmp_path, fault_origin.url, shutdown_timeout=0.3)
+    arrived = asyncio.Event()
+    fault_origin.faults["/slow/p"] = faults.gated(asyncio.Event(), faults.ok(), arrived=arrived)
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+    writer.write(b"GET /slow/p HTTP/1.1\r\nHost: a\r\n\r\n")
+    await arrived.wait()
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(reader.read(), 5.0) == b""
+    writer.close()
     assert await wait_exit(process) == 0
 
 
@@ -186,3 +200,17 @@ async def test_admin_bad_body_names_field(body: bytes, message: str, fault_origi
                            headers={"Authorization": "Bearer t0ken", "Content-Type": "application/json"}) as response:
         assert response.status == 400
         assert (await response.json()) == {"error": message}
+
+
+async def test_admin_token_never_logged(fault_origin: FaultOrigin, make_edgecache: Any,
+                                        client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
+    cache = await make_edgecache(fault_origin.url, {"admin": {"token": "right-token"}})
+    async with client.post(admin_url(cache, "/purge"), json={"all": True},
+                           headers={"Authorization": "Bearer wrong-token"}) as response:
+        assert response.status == 401
+    async with client.post(admin_url(cache, "/purge"), json={"all": True},
+                           headers={"Authorization": "Bearer right-token"}) as response:
+        assert response.status == 200
+    assert "rejected POST /purge" in caplog.text
+    assert "wrong-token" not in caplog.text
+    assert "right-token" not in caplog.text

@@ -1,4 +1,4 @@
-"""Cache poisoning and deception, and forced-miss floods: what the origin sees and what is stored."""
+"""Cache poisoning and deception, and forced-miss floods: what reaches the origin and what is stored."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ POISON = {
 
 
 def cookie_per_request() -> faults.Fault:
-    """Answer each request with its own Set-Cookie value, numbered from 1."""
+    """Respond to each request with its own Set-Cookie value, numbered from 1."""
     served = [0]
 
     async def fault(request: FaultRequest, writer: asyncio.StreamWriter) -> None:
@@ -58,11 +58,29 @@ async def test_set_cookie_never_shared(fault_origin: FaultOrigin, edgecache_on_f
     fault_origin.faults["/cart/p"] = faults.gated(gate, cookie_per_request(), arrived=arrived)
     requests = [asyncio.create_task(fetch(client, proxy_url(edgecache_on_faults, "/cart/p"))) for _ in range(3)]
     await arrived.wait()
-    await asyncio.sleep(0.05)
+    while edgecache_on_faults.stats.coalesced < 2:
+        await asyncio.sleep(0.01)
     gate.set()
     results = await asyncio.gather(*requests)
     assert sorted(headers["Set-Cookie"] for _, _, headers in results) == ["session=1", "session=2", "session=3"]
     assert fault_origin.count("/cart/p") == 3
+    assert len(edgecache_on_faults.store) == 0
+
+
+async def test_private_never_shared(fault_origin: FaultOrigin, edgecache_on_faults: Any,
+                                    client: aiohttp.ClientSession) -> None:
+    gate, arrived = asyncio.Event(), asyncio.Event()
+    fault_origin.faults["/account/p"] = faults.gated(
+        gate, faults.ok(b"your account", headers={"Cache-Control": "private, max-age=60"}), arrived=arrived)
+    requests = [asyncio.create_task(fetch(client, proxy_url(edgecache_on_faults, "/account/p"))) for _ in range(3)]
+    await arrived.wait()
+    while edgecache_on_faults.stats.coalesced < 2:
+        await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(*requests)
+    assert [headers["Cache-Status"] for _, _, headers in results] == [
+        "edgecache; fwd=uri-miss; detail=private"] * 3
+    assert fault_origin.count("/account/p") == 3
     assert len(edgecache_on_faults.store) == 0
 
 
@@ -128,13 +146,13 @@ async def test_origin_busy_gives_503(fault_origin: FaultOrigin, make_edgecache: 
     cache = await make_edgecache(fault_origin.url, {"origin": {"max_connections": 1, "queue_timeout": 0.1}})
     gate, arrived = asyncio.Event(), asyncio.Event()
     fault_origin.faults["/slow/p"] = faults.gated(gate, faults.ok(), arrived=arrived)
-    held = asyncio.create_task(fetch(client, proxy_url(cache, "/slow/p")))
+    holder = asyncio.create_task(fetch(client, proxy_url(cache, "/slow/p")))
     await arrived.wait()
     status, _, headers = await fetch(client, proxy_url(cache, "/shoe/p?x=1"))
     assert status == 503
     assert headers["Cache-Status"] == "edgecache; fwd=bypass; detail=origin-busy"
     gate.set()
-    assert (await held)[0] == 200
+    assert (await holder)[0] == 200
     async with client.get(admin_url(cache, "/stats")) as response:
         assert (await response.json())["origin"]["busy_rejections"] == 1
     await assert_healthy(cache, client)
@@ -149,4 +167,21 @@ async def test_bypass_rate_limited(fault_origin: FaultOrigin, make_edgecache: An
     assert (status, headers["Retry-After"]) == (429, "2")
     async with client.get(admin_url(cache, "/stats")) as response:
         assert (await response.json())["rate_limited"] == 1
+    await assert_healthy(cache, client)
+
+
+async def test_bypass_followers_share_error(fault_origin: FaultOrigin, make_edgecache: Any,
+                                            client: aiohttp.ClientSession) -> None:
+    cache = await make_edgecache(fault_origin.url, {"origin": {"read_timeout": 0.2}})
+    release = asyncio.Event()
+    fault_origin.faults["/shoe/p"] = faults.silence(release)
+    results = await asyncio.gather(*(fetch(client, proxy_url(cache, "/shoe/p?utm=1")) for _ in range(4)))
+    release.set()
+    assert [status for status, _, _ in results] == [504] * 4
+    assert [headers["Cache-Status"] for _, _, headers in results] == [
+        "edgecache; fwd=bypass; detail=origin-timeout"] * 4
+    assert fault_origin.count("/shoe/p") == 1
+    assert cache.stats.bypass_coalesced == 3
+    async with client.get(admin_url(cache, "/stats")) as response:
+        assert (await response.json())["requests"]["error"] == 4
     await assert_healthy(cache, client)
