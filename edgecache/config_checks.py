@@ -1,0 +1,153 @@
+"""Validation of single setting values: the type a field declares, then its allowed range.
+
+Each failure raises ConfigError with one line naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from yarl import URL
+
+from .errors import ConfigError
+
+# Checks beyond the type: each returns the allowed values as text when the value is invalid.
+Check = Callable[[Any], str | None]
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "a positive number"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "a number >= 0"
+
+
+def _one_of(*choices: str) -> Check:
+    return lambda value: None if value in choices else "one of " + ", ".join(choices)
+
+
+def _host_port(value: Any) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if sep and host and port.isdigit() and 0 <= int(port) < 65536:
+        return None
+    return "HOST:PORT with a port from 0 to 65535 (0 picks a free port)"
+
+
+def _http_url(value: Any) -> str | None:
+    try:
+        url = URL(value)
+    except ValueError:
+        url = None
+    if url is not None and url.scheme in ("http", "https") and url.host:
+        return None
+    return "an http:// or https:// URL with a host"
+
+
+def _redis_url(value: Any) -> str | None:
+    if value == "":
+        return None
+    try:
+        url = URL(value)
+    except ValueError:
+        url = None
+    if url is not None and url.scheme in ("redis", "rediss", "unix"):
+        return None
+    return "empty (no shared tier) or a redis://, rediss:// or unix:// URL"
+
+
+def _fraction(value: Any) -> str | None:
+    return None if 0 <= value <= 1 else "a number from 0 to 1"
+
+
+def _tag_header(value: Any) -> str | None:
+    return None if value.lower() in ("surrogate-key", "cache-tag") else "Surrogate-Key or Cache-Tag"
+
+
+CHECKS: dict[str, Check] = {
+    "server.listen": _host_port,
+    "server.admin_listen": _host_port,
+    "server.access_log_format": _one_of("combined", "json"),
+    "server.log_level": _one_of("debug", "info", "warning", "error"),
+    "server.shutdown_timeout": _non_negative,
+    "server.max_line_size": _positive,
+    "server.max_field_size": _positive,
+    "origin.url": _http_url,
+    "origin.host_header": _one_of("site", "client"),
+    "origin.connect_timeout": _positive,
+    "origin.read_timeout": _positive,
+    "origin.max_connections": _positive,
+    "admin.top_size": _positive,
+    "origin.queue_timeout": _positive,
+    "origin.header_timeout": _positive,
+    "origin.max_header_bytes": _positive,
+    "server.idle_timeout": _positive,
+    "server.header_timeout": _positive,
+    "server.bypass_rate": _non_negative,
+    "server.bypass_burst": _positive,
+    "cache.max_bytes": _positive,
+    "cache.max_object_bytes": _positive,
+    "cache.stale_if_error": _non_negative,
+    "cache.stale_while_revalidate": _non_negative,
+    "cache.heuristic_fraction": _fraction,
+    "cache.heuristic_max": _non_negative,
+    "cache.max_variants": _positive,
+    "cache.coalesce_timeout": _positive,
+    "cache.client_no_cache": _one_of("ignore", "revalidate"),
+    "cache.shared_url": _redis_url,
+    "cache.shared_timeout": _positive,
+    "cache.shared_retry_interval": _positive,
+    "cache.shared_max_entry_bytes": _positive,
+    "cache.shared_lock_ttl": _positive,
+    "cache.shared_lock_wait": _non_negative,
+    "tags.header": _tag_header,
+    "inventory.low_stock_threshold": _non_negative,
+    "inventory.storm_interval": _non_negative,
+    "inventory.max_batch_events": _positive,
+    "reconcile.requests_per_second": _non_negative,
+    "reconcile.hot_entries": _positive,
+    "rules.ttl": _non_negative,
+    "rules.stale_while_revalidate": _non_negative,
+    "rules.stale_if_error": _non_negative,
+    "rules.low_stock_ttl": _non_negative,
+}
+
+
+def type_name(annotation: str) -> str:
+    return {
+        "str": "a string",
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "int | None": "an integer",
+        "tuple[str, ...]": "a list of strings",
+        "tuple[int, ...]": "a list of integers",
+    }[annotation]
+
+
+def coerce_value(key: str, annotation: str, value: Any) -> Any:
+    """Check a TOML value against a field's type; return it in the field's type."""
+    ok: bool
+    if annotation == "bool":
+        ok = isinstance(value, bool)
+    elif annotation in ("int", "int | None"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif annotation == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif annotation == "str":
+        ok = isinstance(value, str)
+    elif annotation == "tuple[str, ...]":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise ConfigError(f"{key}: invalid value {value!r}; expected {type_name(annotation)}")
+    check = CHECKS.get(key) or CHECKS.get("rules." + key.rpartition(".")[2] if key.startswith("rules[") else "")
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(f"{key}: invalid value {value!r}; expected {problem}")
+    return value
