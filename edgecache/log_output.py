@@ -40,7 +40,8 @@ class PeriodicFlushHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self.interval = interval
         self._flushed_at = time.monotonic()
-        self._closed = threading.Event()
+        # Not named _closed: logging.Handler.close() sets its own _closed attribute to True.
+        self._stopped = threading.Event()
         self._flusher = threading.Thread(target=self._flush_periodically, name="edgecache-log-flush", daemon=True)
         self._flusher.start()
 
@@ -59,12 +60,12 @@ class PeriodicFlushHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().flush()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stopped.set()
         self.flush_now()
         super().close()
 
     def _flush_periodically(self) -> None:
-        while not self._closed.wait(self.interval):
+        while not self._stopped.wait(self.interval):
             self.flush_now()
 
 

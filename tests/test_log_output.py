@@ -63,3 +63,14 @@ def test_handler_flushes_on_close() -> None:
     handler.handle(make_record(1.0))
     handler.close()
     assert stream.flushes == 1
+
+
+def test_close_stops_flush_loop() -> None:
+    handler = PeriodicFlushHandler(io.StringIO(), interval=60)
+    handler.close()
+    handler._flusher.join(timeout=5)
+
+    assert not handler._flusher.is_alive()
+    # The loop must still see a stop event after logging.Handler.close() ran, because the
+    # flusher thread can reach its next wait only after close() returned.
+    handler._flush_periodically()
