@@ -4,8 +4,10 @@ A query string forces a miss, so a flood of `/shoe/p?x=1` would otherwise send e
 request to the origin. Requests whose forwarded headers are identical (apart from
 X-Forwarded-For) join the first one's fetch. Only a public response is shared: no
 Set-Cookie, no private or no-store, a complete body within cache.max_object_bytes.
-The leader's 502, 503 or 504 is shared too, so a failing origin is not hit once per
-follower. Anything else releases the followers to fetch on their own.
+The leader streams the body to its client as it arrives and keeps a copy for the
+followers, who get it whole once the body has ended. The leader's 502, 503 or 504 is
+shared too, so a failing origin is not hit once per follower. Anything else,
+including a body that fails midway, releases the followers to fetch on their own.
 
 NOTE: sharing ignores X-Forwarded-For, so an origin that renders per client address
 would hand one address's page to another among requests in flight at the same moment.
@@ -16,9 +18,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import aiohttp
+from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from .cache_control import parse_cache_control
+from .log import origin_logger
+from .origin import READ_CHUNK_BYTES, response_headers
+from .outcomes import Outcome
+from .responses import decorate
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +87,47 @@ class BypassFlights:
             return await asyncio.wait_for(asyncio.shield(future), self.follower_timeout)
         except TimeoutError:
             return None
+
+
+async def stream_shareable(request: web.BaseRequest, upstream: aiohttp.ClientResponse, *, limit: int,
+                           status_value: str) -> tuple[web.StreamResponse, SharedResponse | None]:
+    """Stream a shareable forced miss to the leader's client and keep a copy for followers.
+
+    Returns the response and the copy, or None when the body exceeded `limit` bytes or
+    ended early. As in responses.stream_response, an origin failure after the headers
+    were sent aborts the client connection, because no error response can follow.
+    """
+    headers = response_headers(upstream.headers)
+    age = upstream.headers.get("Age", "0")
+    decorate(headers, outcome=Outcome.BYPASS, status_value=status_value, age=int(age) if age.isdigit() else 0)
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    if upstream.content_length is not None:
+        response.content_length = upstream.content_length
+    await response.prepare(request)
+
+    chunks: list[bytes] | None = []
+    size = 0
+    try:
+        async for chunk in upstream.content.iter_chunked(READ_CHUNK_BYTES):
+            await response.write(chunk)
+            size += len(chunk)
+            if chunks is not None and size <= limit:
+                chunks.append(chunk)
+            else:
+                chunks = None
+        await response.write_eof()
+    except asyncio.CancelledError:
+        raise
+    except (aiohttp.ClientPayloadError, aiohttp.ClientOSError, aiohttp.ServerDisconnectedError,
+            asyncio.TimeoutError) as exc:
+        origin_logger.warning("origin failed mid-body for %s: %r; aborting the client connection", request.path, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return response, None
+    except ConnectionResetError:
+        # The leader's client went away, so the rest of the body was not read.
+        return response, None
+    if chunks is None:
+        return response, None
+    return response, SharedResponse(response.status, response.reason, CIMultiDictProxy(CIMultiDict(headers)),
+                                    b"".join(chunks))

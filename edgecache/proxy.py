@@ -23,13 +23,13 @@ from .cache_control import parse_cache_control
 from .coalesce import Coalescer, Flight, FlightResult, FlightStatus
 from .config import Rule, Settings
 from .entry import Entry, store_key
-from .bypass import BypassFlights, SharedResponse, flight_key, is_shareable
+from .bypass import BypassFlights, SharedResponse, flight_key, is_shareable, stream_shareable
 from .errors import OriginBusyError, OriginError
 from .fetch import Fetched, FetchKind, Fetcher
 from .access_log import log_access
 from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical_path, origin_form
 from .log import access_logger
-from .origin import ForwardContext, OriginClient, forward_headers, read_body
+from .origin import ForwardContext, OriginClient, forward_headers
 from .outcomes import Outcome, Reason
 from .responses import cache_status, error_response, from_entry, stream_response, buffered_response
 from .ratelimit import RateLimiter, retry_after
@@ -399,16 +399,8 @@ class Proxy:
             if not is_shareable(upstream.headers):
                 return await stream_response(request, upstream, outcome=Outcome.BYPASS,
                                              status_value=status_value), None
-            try:
-                body, complete = await read_body(upstream, self.settings.cache.max_object_bytes)
-            except OriginError as exc:
-                return self._shared_failure(context, exc)
-            if not complete:
-                return await stream_response(request, upstream, outcome=Outcome.BYPASS, status_value=status_value,
-                                             prefix=body), None
-            response = buffered_response(upstream, body, outcome=Outcome.BYPASS, status_value=status_value)
-            return response, SharedResponse(response.status, response.reason, CIMultiDictProxy(
-                CIMultiDict(response.headers)), body)
+            return await stream_shareable(request, upstream, limit=self.settings.cache.max_object_bytes,
+                                          status_value=status_value)
         finally:
             upstream.release()
 
