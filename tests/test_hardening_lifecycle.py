@@ -214,3 +214,50 @@ async def test_admin_token_never_logged(fault_origin: FaultOrigin, make_edgecach
     assert "rejected POST /purge" in caplog.text
     assert "wrong-token" not in caplog.text
     assert "right-token" not in caplog.text
+
+
+async def read_keep_alive_response(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes]:
+    """Read one Content-Length framed response from a connection that stays open."""
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)).decode("latin-1")
+    status_line, *lines = head.strip().split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5.0)
+    return status_line, headers, body
+
+
+async def wait_for_output(process: subprocess.Popen[bytes], text: str) -> list[str]:
+    """Read the process's output line by line until a line contains `text`; return the lines read."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(10):
+        while not lines or text not in lines[-1]:
+            line = await asyncio.to_thread(process.stdout.readline)
+            assert line, f"edgecache exited before logging {text!r}: {lines!r}"
+            lines.append(line.decode())
+    return lines
+
+
+async def test_sighup_keeps_connection_and_cache(fault_origin: FaultOrigin, tmp_path: Path) -> None:
+    process, proxy_port, _ = await start_process(tmp_path, fault_origin.url)
+    config = tmp_path / "edgecache.toml"
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        writer.write(b"GET /shoe/p HTTP/1.1\r\nHost: a\r\n\r\n")
+        status_line, first_headers, first_body = await read_keep_alive_response(reader)
+        assert status_line == "HTTP/1.1 200 OK"
+        assert first_headers["x-cache"] == "MISS"
+
+        config.write_text(config.read_text() + "[cache]\nstale_if_error = 60\n")
+        os.kill(process.pid, signal.SIGHUP)
+        await wait_for_output(process, "reload: settings applied")
+
+        writer.write(b"GET /shoe/p HTTP/1.1\r\nHost: a\r\n\r\n")
+        status_line, second_headers, second_body = await read_keep_alive_response(reader)
+        writer.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await wait_exit(process) == 0
+    assert status_line == "HTTP/1.1 200 OK"
+    assert second_headers["x-cache"] == "HIT"
+    assert second_body == first_body == b"page /shoe/p"
+    assert fault_origin.count("/shoe/p") == 1
