@@ -28,11 +28,11 @@ class Store(Protocol):
 
     def variants_of(self, key: CacheKey) -> list[Entry]:
         """Return every variant stored for a key, without touching LRU positions."""
-        return [self._entries[full_key] for full_key in self._variants.get(_primary(key), ())]
+        ...
 
     def put(self, entry: Entry) -> list[Entry]: ...
 
-    def replace(self, entry: Entry) -> None: ...
+    def replace(self, entry: Entry) -> list[Entry]: ...
 
     def remove_key(self, key: CacheKey) -> int: ...
 
@@ -103,22 +103,37 @@ class MemoryStore:
             self.variant_evictions += 1
             variants = self._variants.setdefault(primary, {})
         self._insert(full_key, primary, entry)
+        evicted.extend(self._evict_to_fit())
+        return evicted
+
+    def replace(self, entry: Entry) -> list[Entry]:
+        """Swap an entry in place (freshened or soft-purged), keeping its indexes and LRU position.
+
+        A freshened entry can be larger than the one it replaces, because a 304 may add
+        header fields. So this evicts like put and returns the entries evicted.
+        """
+        full_key = entry.store_key
+        old = self._entries.get(full_key)
+        if old is None:
+            return []
+        self._unindex_tags(full_key, old)
+        self._entries[full_key] = entry
+        self.bytes += entry.size - old.size
+        self._index_tags(full_key, entry)
+        return self._evict_to_fit()
+
+    def _evict_to_fit(self) -> list[Entry]:
+        """Evict least recently used entries until the store is within max_bytes.
+
+        The most recent entry stays even when it alone exceeds max_bytes, which only an
+        entry near cache.max_object_bytes with large headers can do.
+        """
+        evicted: list[Entry] = []
         while self.bytes > self.max_bytes and len(self._entries) > 1:
             victim_key = next(iter(self._entries))
             evicted.append(self._remove(victim_key))
             self.evictions += 1
         return evicted
-
-    def replace(self, entry: Entry) -> None:
-        """Swap an entry in place (freshened or soft-purged), keeping its indexes."""
-        full_key = entry.store_key
-        old = self._entries.get(full_key)
-        if old is None:
-            return
-        self._unindex_tags(full_key, old)
-        self._entries[full_key] = entry
-        self.bytes += entry.size - old.size
-        self._index_tags(full_key, entry)
 
     def remove_key(self, key: CacheKey) -> int:
         """Remove every variant stored for a key."""
