@@ -36,7 +36,7 @@ from .ratelimit import RateLimiter, retry_after
 from .shared.invalidation import PurgeRequest
 from .stats import Stats
 from .store import MemoryStore
-from .target import REJECTED_METHODS, target_problem
+from .target import REJECTED_METHODS, framing_problem, target_problem
 from .vary import variant_key
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class Proxy:
             return request, response
         if request.raw_path.startswith(("http://", "https://")):
             request = request.clone(rel_url=request.rel_url)
-        problem = target_problem(request.raw_path)
+        problem = target_problem(request.raw_path) or framing_problem(request.version, request.headers)
         if problem is not None:
             return request, self._fail(context, 400, Reason.BAD_REQUEST, problem)
         return request, None

@@ -11,6 +11,9 @@ because an origin may resolve those to another resource than the one the key nam
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+
+from aiohttp import HttpVersion10
 
 # Methods a reverse proxy for one site never forwards: CONNECT would open a tunnel,
 # and TRACE echoes the request (including cookies) back to the client.
@@ -37,4 +40,16 @@ def target_problem(raw_target: str) -> str | None:
         segments = _ENCODED_SEPARATOR.sub("/", path).split("/")
         if any(segment.lower() in ("..", ".", "%2e%2e", "%2e", ".%2e", "%2e.") for segment in segments):
             return "dot segment behind an encoded slash in request path"
+    return None
+
+
+def framing_problem(version: tuple[int, int], headers: Mapping[str, str]) -> str | None:
+    """Return why a request's message framing is unsafe to forward, or None.
+
+    An HTTP/1.0 request with Transfer-Encoding has faulty framing (RFC 9112 section 6.1):
+    an HTTP/1.0 hop in front of edgecache may have read its body differently, so it is
+    a request-smuggling shape. aiohttp's parser accepts it and decodes the chunks.
+    """
+    if version <= HttpVersion10 and "Transfer-Encoding" in headers:
+        return "Transfer-Encoding in an HTTP/1.0 request"
     return None

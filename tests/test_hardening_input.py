@@ -7,9 +7,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 
 from conftest import proxy_url
-from edgecache.target import target_problem
+from edgecache.target import framing_problem, target_problem
 from fault_origin import FaultOrigin
 from hardening_checks import assert_healthy, fetch
 
@@ -50,8 +51,22 @@ def status_of(response: bytes) -> int:
     b"POST /cart HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
     b"POST /cart HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
     b"POST /cart HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\ntwo\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: a\nX-A: one\n\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-A: o\x00ne\r\n\r\n",
+    b"GET /shoe/p HTTP/1.1\r\n\r\n",
+    b"POST /cart HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello",
+    b"POST /cart HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello",
+    b"POST /cart HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+    b"POST /cart HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+    b"POST /cart HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    b"POST /cart HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+    b"POST /cart HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 ], ids=["garbage", "no-target", "version", "nul", "control", "space", "cr-in-value", "no-colon",
-        "two-hosts", "cl-and-te", "two-lengths", "te-list", "te-space"])
+        "two-hosts", "cl-and-te", "two-lengths", "te-list", "te-space", "lf-in-value", "bare-lf-lines",
+        "obs-fold", "nul-in-value", "no-host", "cl-sign", "cl-list", "te-unknown", "te-tab-with-cl",
+        "bad-chunk-size", "chunk-size-lf", "te-in-http10"])
 async def test_malformed_request_gets_400(request_bytes: bytes, fault_origin: FaultOrigin, cache: Any,
                                           client: aiohttp.ClientSession) -> None:
     response = await send_raw(cache, request_bytes)
@@ -83,6 +98,16 @@ async def test_bad_target_gets_400(target: str, problem: str, fault_origin: Faul
 def test_target_problem_accepts_paths() -> None:
     for target in ("/", "/shoe/p", "/a%2Fb", "/c/shoes?page=2", "/%E2%82%AC", "/a/..b/c"):
         assert target_problem(target) is None
+
+
+@pytest.mark.parametrize("version, headers, problem", [
+    ((1, 1), {"Transfer-Encoding": "chunked"}, None),
+    ((1, 0), {"Content-Length": "5"}, None),
+    ((1, 0), {"Transfer-Encoding": "chunked"}, "Transfer-Encoding in an HTTP/1.0 request"),
+    ((0, 9), {"Transfer-Encoding": "gzip"}, "Transfer-Encoding in an HTTP/1.0 request"),
+])
+def test_framing_problem_table(version: tuple[int, int], headers: dict[str, str], problem: str | None) -> None:
+    assert framing_problem(version, CIMultiDict(headers)) == problem
 
 
 async def test_long_request_line_gets_414(fault_origin: FaultOrigin, cache: Any,
