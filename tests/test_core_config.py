@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgecache.cli import build_parser, settings_from_args
-from edgecache.config import SECTIONS, ConfigError, build_settings, load_settings
+from edgecache.config import SECTIONS, ConfigError, Rule, build_settings, load_settings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "edgecache.toml"
 
@@ -106,3 +106,26 @@ def test_default_file_matches_defaults() -> None:
     for name, cls in SECTIONS.items():
         assert getattr(settings, name) == cls(), name
     assert [rule.name for rule in settings.rules] == ["product", "category", "static"]
+
+
+def test_default_file_comments_every_setting() -> None:
+    text = DEFAULT_CONFIG.read_text()
+    sections, _, _ = text.partition("[[rules]]")
+    lines = sections.splitlines()
+    uncommented = []
+    for index, line in enumerate(lines):
+        if not (line[:1].isalpha() and "=" in line):
+            continue
+        commented_inline = "#" in line.partition("=")[2]
+        commented_above = index > 0 and lines[index - 1].startswith("#")
+        if not (commented_inline or commented_above):
+            uncommented.append(line.partition("=")[0].strip())
+
+    assert uncommented == []
+
+
+def test_default_file_describes_rule_fields() -> None:
+    comments = [line for line in DEFAULT_CONFIG.read_text().splitlines() if line.startswith("#   ")]
+    described = {line.split()[1] for line in comments}
+
+    assert {field.name for field in dataclasses.fields(Rule)} <= described

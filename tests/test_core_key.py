@@ -175,3 +175,18 @@ async def test_cookies_forwarded_to_origin(origin, edgecache, client: aiohttp.Cl
         await r.read()
 
     assert origin.requests[0].headers["Cookie"] == "session=1; channel=b2b"
+
+
+@pytest.mark.parametrize(("first", "second", "forwarded"), [
+    ("/a%2Fb", "/a%2fb", "/a%2Fb"),
+    ("/%E2%82%AC/p", "/%e2%82%ac/p", "/%E2%82%AC/p"),
+    ("/~shoe/p", "/%7Eshoe/p", "/~shoe/p"),
+    ("/shoe-1/p", "/shoe%2D1/p", "/shoe-1/p"),
+])
+async def test_escape_forms_share_one_entry(origin, edgecache, first: str, second: str, forwarded: str) -> None:
+    await raw_request(edgecache.proxy_port, first)
+    response = await raw_request(edgecache.proxy_port, second)
+
+    assert response.headers["X-Cache"] == "HIT"
+    assert [r.path_qs for r in origin.requests] == [forwarded]
+    assert len(edgecache.store) == 1
