@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,16 @@ from .store import MemoryStore
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """Return whether a listener host accepts connections from this machine only (127.0.0.0/8, ::1)."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -222,7 +233,7 @@ def _bound_port(runner: web.BaseRunner) -> int:
 def warn_if_admin_exposed(admin_listen: str, token: str) -> None:
     """Warn when the admin listener accepts connections from other hosts and has no token."""
     host, _ = split_host_port(admin_listen)
-    if not token and host not in LOOPBACK_HOSTS:
+    if not token and not is_loopback(host):
         server_logger.warning("admin listener on %s is reachable from other hosts and has no token: anyone "
                               "there can read figures; set admin.token or bind it to 127.0.0.1", admin_listen)
 

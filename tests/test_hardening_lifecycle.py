@@ -181,8 +181,12 @@ async def test_admin_warns_when_exposed(fault_origin: FaultOrigin, make_edgecach
     warn_if_admin_exposed("0.0.0.0:8081", "")
     warn_if_admin_exposed("0.0.0.0:8081", "secret")
     warn_if_admin_exposed("127.0.0.1:8081", "")
+    warn_if_admin_exposed("127.0.0.2:8081", "")
+    warn_if_admin_exposed("[::1]:8081", "")
+    warn_if_admin_exposed("localhost:8081", "")
+    warn_if_admin_exposed("[::]:8081", "")
     assert [record.getMessage()[:40] for record in caplog.records] == [
-        "admin listener on 0.0.0.0:8081 is reacha"]
+        "admin listener on 0.0.0.0:8081 is reacha", "admin listener on [::]:8081 is reachable"]
     assert "secret" not in caplog.text
 
 
