@@ -149,6 +149,13 @@ class Fetcher:
         limit = self.settings.cache.max_object_bytes
         if reason is None and upstream.content_length is not None and upstream.content_length > limit:
             reason = Reason.TOO_LARGE
+        if reason is None:
+            # Decide from the headers whether the response has a lifetime, so a response that
+            # is not stored streams to the client. A low-stock claim in the body only
+            # shortens the lifetime, so it cannot turn this refusal around.
+            headers_only = compute_freshness(upstream.status, upstream.headers, request_time=request_time,
+                                             response_time=self.clock(), rule=rule, settings=self.settings.cache)
+            reason = refuse_for_freshness(headers_only, upstream.headers)
         if reason is not None:
             return Fetched(FetchKind.NOT_STORED, upstream=upstream, reason=reason, strip_headers=self._strip)
         try:

@@ -37,6 +37,9 @@ CASES = [
     ("query", "/shoe/p?visit=1", {"Cache-Control": "max-age=60"}, {}, "BYPASS"),
     ("no-store", "/shoe/p", {"Cache-Control": "no-store"}, {}, "MISS"),
     ("too-large", "/shoe/p", {"Cache-Control": "max-age=60"}, {"cache": {"max_object_bytes": 1000}}, "MISS"),
+    ("no-freshness", "/shoe/p", {}, {}, "MISS"),
+    ("set-cookie", "/shoe/p", {"Cache-Control": "max-age=60", "Set-Cookie": "session=1"}, {}, "MISS"),
+    ("private", "/shoe/p", {"Cache-Control": "private, max-age=60"}, {}, "MISS"),
 ]
 
 
