@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -96,11 +97,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         inventory = Inventory()
         origin = await _start_demo_origin(args.origin_listen, inventory=inventory)
-        edgecache = Edgecache(settings)
+        # Port 0 in a listen flag picks a free port, so print and request the bound ones.
+        origin_listen = _with_port(args.origin_listen, _bound_port(origin))
+        origin_settings = dataclasses.replace(settings.origin, url=f"http://{origin_listen}")
+        edgecache = Edgecache(dataclasses.replace(settings, origin=origin_settings))
         await edgecache.start()
         unsubscribe = inventory.subscribe(inventory_feed(edgecache))
         try:
-            await _show_demo(settings.server.listen, settings.server.admin_listen, args.origin_listen)
+            await _show_demo(_with_port(settings.server.listen, edgecache.proxy_port),
+                             _with_port(settings.server.admin_listen, edgecache.admin_port), origin_listen)
             await _wait_for_stop(args.duration)
         finally:
             unsubscribe()
@@ -109,6 +114,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run_async(run())
     return 0
+
+
+def _with_port(listen: str, port: int) -> str:
+    """Return a HOST:PORT listen value with its port replaced by the bound one."""
+    host = listen.rpartition(":")[0]
+    return f"{host}:{port}"
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    """Return the TCP port a runner listens on."""
+    return next(int(address[1]) for address in runner.addresses if isinstance(address, tuple))
 
 
 def inventory_feed(edgecache: Edgecache) -> Callable[[StockChange], None]:

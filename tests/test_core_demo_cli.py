@@ -98,3 +98,22 @@ async def test_demo_origin_serves_storefront() -> None:
             next(state for state in SCHEMA_AVAILABILITY if state.value == truth["state"])]
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), PROCESS_WAIT) == 0
+
+
+async def test_demo_port_zero_prints_bound_ports() -> None:
+    args = ("demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--origin-listen", "127.0.0.1:0")
+    async with running(*args, last_line="press Ctrl-C to stop") as (process, lines):
+        urls = [line.split("http://", 1)[1].split("/", 1)[0] for line in lines[:3]]
+        ports = [int(url.rpartition(":")[2]) for url in urls]
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://{urls[1]}{PAGE}") as response:
+                x_cache = response.headers["X-Cache"]
+            async with session.get(f"http://{urls[2]}/health") as response:
+                health_status = response.status
+
+        assert 0 not in ports
+        assert f"GET {PAGE} (first): 200 X-Cache: MISS  Cache-Status: edgecache; fwd=uri-miss; stored" in lines
+        assert x_cache == "HIT"
+        assert health_status == 200
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), PROCESS_WAIT) == 0
