@@ -69,7 +69,7 @@ def cmd_demo_origin(args: argparse.Namespace) -> int:
             args.listen, page_bytes=args.page_bytes, cache_control=args.cache_control,
             change_interval=args.change_interval or None,
         )
-        print(f"demo storefront on http://{args.listen}/", flush=True)
+        print(f"demo storefront on http://{_with_port(args.listen, _bound_port(runner))}/", flush=True)
         try:
             await _wait_for_stop(args.duration)
         finally:

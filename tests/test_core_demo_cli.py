@@ -117,3 +117,24 @@ async def test_demo_port_zero_prints_bound_ports() -> None:
         assert health_status == 200
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), PROCESS_WAIT) == 0
+
+
+async def test_demo_origin_port_zero_prints_bound_port() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgecache", "demo-origin", "--listen", "127.0.0.1:0", "--duration", "30",
+        env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    try:
+        line = (await asyncio.wait_for(process.stdout.readline(), PROCESS_WAIT)).decode()
+        port = int(line.rpartition(":")[2].rstrip("/\n"))
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}{PAGE}") as response:
+                status = response.status
+    finally:
+        process.send_signal(signal.SIGTERM)
+        exit_status = await asyncio.wait_for(process.wait(), PROCESS_WAIT)
+
+    assert line.startswith("demo storefront on http://127.0.0.1:")
+    assert port != 0
+    assert status == 200
+    assert exit_status == 0
