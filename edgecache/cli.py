@@ -13,9 +13,12 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings, load_settings, settings_as_dict
+from .errors import ListenError
 from .log_output import CachedTimeFormatter, PeriodicFlushHandler, buffered_stdout
 
 EXIT_CONFIG_ERROR = 2
+# Exit status when a listener cannot be opened (for example, its port is in use).
+EXIT_START_FAILED = 1
 
 
 def run_async(main: Coroutine[Any, Any, Any]) -> Any:
@@ -156,5 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"edgecache: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    except ListenError as exc:
+        print(f"edgecache: start-up failed: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
     except KeyboardInterrupt:
         return 130

@@ -9,6 +9,10 @@ class ConfigError(EdgecacheError, ValueError):
     """An invalid setting; the message names the key, the value and what is allowed."""
 
 
+class ListenError(EdgecacheError, OSError):
+    """A listener could not be opened; the message names the setting and the address."""
+
+
 class OriginError(EdgecacheError, ConnectionError):
     """The origin could not be reached or sent an invalid response."""
 

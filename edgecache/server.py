@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from .admin import create_admin_app
 from .admin_events import add_routes as add_event_routes
 from .config import Settings, redacted_url
+from .errors import ListenError
 from .inventory import InventoryEvent, InventoryTracker
 from .invalidation import InventoryInvalidator
 from .key import canonical_path
@@ -185,14 +186,21 @@ class Edgecache:
         for runner, listen in ((proxy_runner, self.settings.server.listen),
                                (admin_runner, self.settings.server.admin_listen)):
             await runner.setup()
+            self._runners.append(runner)
             site: web.BaseSite
             if runner is admin_runner and self.admin_socket:
                 site = web.UnixSite(runner, self.admin_socket)
             else:
                 host, port = split_host_port(listen)
                 site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=self.reuse_port or None)
-            await site.start()
-            self._runners.append(runner)
+            try:
+                await site.start()
+            except OSError as exc:
+                await self.stop()
+                setting = "server.admin_listen" if runner is admin_runner else "server.listen"
+                address = self.admin_socket if isinstance(site, web.UnixSite) else listen
+                raise ListenError(f"{setting}: cannot listen on {address} ({exc.strerror or exc}); "
+                                  "stop the process that uses it or choose another address") from exc
         if self.settings.inventory.storm_interval > 0:
             self._tasks.append(asyncio.create_task(self.invalidator.run(self.clock), name="edgecache-storm-flush"))
         if self.reconciler.enabled:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -125,3 +126,18 @@ async def wait_for_health(client: aiohttp.ClientSession, url: str) -> dict:
                     return await response.json()
             except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.05)
+
+
+async def test_serve_port_in_use_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, _, stderr = await run_cli("serve", "--origin", "http://127.0.0.1:9", "--listen", f"127.0.0.1:{port}",
+                                          "--admin-listen", "127.0.0.1:0", "--duration", "5")
+
+    assert status == 1
+    assert stderr.startswith(f"edgecache: start-up failed: server.listen: cannot listen on 127.0.0.1:{port} (")
+    assert stderr.endswith("); stop the process that uses it or choose another address\n")
+    assert stderr.count("\n") == 1
+    assert "Traceback" not in stderr
