@@ -17,6 +17,7 @@ from aiohttp import web
 from yarl import URL
 
 from .config import build_settings, read_toml
+from .errors import ListenError
 from .explain import format_explanation
 
 if TYPE_CHECKING:
@@ -42,7 +43,12 @@ async def _start_demo_origin(listen: str, **options: Any) -> web.AppRunner:
     runner = web.AppRunner(create_app(**options), access_log=None, handle_signals=False)
     await runner.setup()
     host, port = split_host_port(listen)
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(f"demo storefront: cannot listen on {listen} ({exc.strerror or exc}); "
+                          "stop the process that uses it or choose another address") from exc
     return runner
 
 
@@ -101,7 +107,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         origin_listen = _with_port(args.origin_listen, _bound_port(origin))
         origin_settings = dataclasses.replace(settings.origin, url=f"http://{origin_listen}")
         edgecache = Edgecache(dataclasses.replace(settings, origin=origin_settings))
-        await edgecache.start()
+        try:
+            await edgecache.start()
+        except ListenError:
+            await origin.cleanup()
+            raise
         unsubscribe = inventory.subscribe(inventory_feed(edgecache))
         try:
             await _show_demo(_with_port(settings.server.listen, edgecache.proxy_port),

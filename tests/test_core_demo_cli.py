@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ import aiohttp
 from edgecache.demo.pages import SCHEMA_AVAILABILITY
 from helpers import free_port
 
-from test_core_cli import clean_env
+from test_core_cli import clean_env, run_cli
 
 PAGE = "/summit-duffel-1/p"
 # Seconds a demo process gets to start, print its last line, or exit after SIGTERM.
@@ -138,3 +139,18 @@ async def test_demo_origin_port_zero_prints_bound_port() -> None:
     assert port != 0
     assert status == 200
     assert exit_status == 0
+
+
+async def test_demo_port_in_use_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for flag, name in (("--origin-listen", "demo storefront"), ("--listen", "server.listen")):
+            others = [arg for other in ("--origin-listen", "--listen", "--admin-listen") if other != flag
+                      for arg in (other, "127.0.0.1:0")]
+            status, _, stderr = await run_cli("demo", flag, f"127.0.0.1:{port}", *others, "--duration", "5")
+
+            assert status == 1
+            assert stderr.startswith(f"edgecache: start-up failed: {name}: cannot listen on 127.0.0.1:{port} (")
+            assert stderr.count("\n") == 1
