@@ -54,3 +54,9 @@ def edgecache_tasks() -> list[str]:
 async def fetch(client: aiohttp.ClientSession, url: str, **kwargs: object) -> tuple[int, bytes, dict[str, str]]:
     async with client.get(url, **kwargs) as response:  # type: ignore[arg-type]
         return response.status, await response.read(), dict(response.headers)
+
+
+def bypass_followers(edgecache: Edgecache) -> int:
+    """Return how many requests wait on forced misses in flight (each shielded wait adds one callback)."""
+    futures = list(edgecache.proxy.bypass_flights._flights.values())
+    return sum(len(future._callbacks or []) for future in futures)  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ import pytest
 
 import fault_origin as faults
 from fault_origin import FaultOrigin, FaultRequest, response_head
-from hardening_checks import assert_healthy
+from hardening_checks import assert_healthy, bypass_followers
 from helpers import parse_response, wait_until
 
 FIRST_PART = b"x" * 4000
@@ -73,12 +73,6 @@ async def test_unstored_response_streamed(fault_origin: FaultOrigin, make_edgeca
     assert response.body == FIRST_PART + LAST_PART
     assert len(cache.store) == 0
     assert fault_origin.count("/shoe/p") == 1
-
-
-def bypass_followers(cache) -> int:
-    """Return how many requests wait on the forced miss in flight (each shield adds one callback)."""
-    futures = list(cache.proxy.bypass_flights._flights.values())
-    return sum(len(future._callbacks or []) for future in futures)
 
 
 async def test_bypass_leader_streams_followers_share(fault_origin: FaultOrigin, edgecache_on_faults,

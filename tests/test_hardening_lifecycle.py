@@ -116,6 +116,18 @@ async def wait_exit(process: subprocess.Popen[bytes]) -> int:
     return await asyncio.to_thread(process.wait, 10)
 
 
+async def wait_until_refused(port: int) -> None:
+    """Connect until the listener on `port` is closed; fail after 5 seconds."""
+    async with asyncio.timeout(5):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return
+            writer.close()
+            await asyncio.sleep(0.01)
+
+
 async def test_sigterm_drains_in_flight(fault_origin: FaultOrigin, tmp_path: Path) -> None:
     process, proxy_port, _ = await start_process(tmp_path, fault_origin.url)
     gate, arrived = asyncio.Event(), asyncio.Event()
@@ -124,7 +136,7 @@ async def test_sigterm_drains_in_flight(fault_origin: FaultOrigin, tmp_path: Pat
         request = asyncio.create_task(fetch(session, f"http://127.0.0.1:{proxy_port}/slow/p"))
         await arrived.wait()
         process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.2)
+        await wait_until_refused(proxy_port)
         with pytest.raises(aiohttp.ClientConnectorError):
             await fetch(session, f"http://127.0.0.1:{proxy_port}/other")
         gate.set()
@@ -163,13 +175,12 @@ async def test_sighup_reloads_file(fault_origin: FaultOrigin, tmp_path: Path) ->
             assert response.status == 200
             config.write_text("[cache]\nmax_bytes = -1\n")
             os.kill(process.pid, signal.SIGHUP)
-            await asyncio.sleep(0.3)
+            output = "".join(await wait_for_output(process, "reload failed"))
             status, _, _ = await fetch(session, f"http://127.0.0.1:{proxy_port}/shoe/p")
             assert status == 200
     finally:
         process.send_signal(signal.SIGTERM)
         assert await wait_exit(process) == 0
-    output = process.stdout.read().decode() if process.stdout else ""
     assert "reload: settings applied" in output
     assert "reload failed, keeping the running settings: cache.max_bytes: invalid value -1" in output
 

@@ -10,7 +10,8 @@ import aiohttp
 import fault_origin as faults
 from conftest import admin_url, proxy_url
 from fault_origin import FaultOrigin, FaultRequest
-from hardening_checks import assert_healthy, fetch
+from hardening_checks import assert_healthy, bypass_followers, fetch
+from helpers import wait_until
 
 POISON = {
     "X-Forwarded-Host": "evil.example", "X-Host": "evil.example", "X-Forwarded-Server": "evil.example",
@@ -116,7 +117,7 @@ async def test_bypass_flood_shares_fetch(fault_origin: FaultOrigin, edgecache_on
     requests = [asyncio.create_task(fetch(client, proxy_url(edgecache_on_faults, "/shoe/p?utm=1")))
                 for _ in range(5)]
     await arrived.wait()
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: bypass_followers(edgecache_on_faults) == 4)
     gate.set()
     results = await asyncio.gather(*requests)
     assert [(status, body) for status, body, _ in results] == [(200, b"shoe")] * 5
@@ -134,7 +135,7 @@ async def test_bypass_private_not_shared(fault_origin: FaultOrigin, edgecache_on
     requests = [asyncio.create_task(fetch(client, proxy_url(edgecache_on_faults, "/cart/p?step=2")))
                 for _ in range(3)]
     await arrived.wait()
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: bypass_followers(edgecache_on_faults) == 2)
     gate.set()
     results = await asyncio.gather(*requests)
     assert sorted(headers["Set-Cookie"] for _, _, headers in results) == ["session=1", "session=2", "session=3"]
