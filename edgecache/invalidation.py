@@ -31,7 +31,7 @@ from .stats import Stats
 from .store import MemoryStore
 
 # Storm windows kept before the ended ones are pruned.
-MAX_PURGE_TIMES = 100_000
+MAX_STORM_WINDOWS = 100_000
 # Shortest pause, in seconds, between two looks for deferred purges that are due.
 MIN_FLUSH_PAUSE = 0.05
 
@@ -120,7 +120,7 @@ class InventoryInvalidator:
             if entry is not None and entry.request_time <= pending.first_event_at:
                 self._purge([entry], hard=pending.hard, now=now)
                 purged += 1
-        if len(self._windows) > MAX_PURGE_TIMES:
+        if len(self._windows) > MAX_STORM_WINDOWS:
             horizon = now - self.settings.storm_interval
             self._windows = {key: window for key, window in self._windows.items() if window.started > horizon}
         return purged
