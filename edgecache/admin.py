@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .explain import explain
+from .entry import Entry
+from .explain import InventoryFacts, explain
 from .key import build_key
 from .log import admin_logger
 from .metrics import build_registry, render
@@ -106,9 +107,20 @@ async def entries(request: web.Request) -> web.Response:
                     default_site=settings.site_host,
                     allowed_hosts=tuple(host.lower() for host in settings.site.allowed_hosts))
     found = edgecache.store.variants_of(key)
+    inventory = {entry.store_key: inventory_facts(edgecache, entry) for entry in found}
     document = explain(raw_path, str(key), found, edgecache.clock(), rule=settings.rule_for(key.path),
-                       has_query="?" in raw_path)
+                       has_query="?" in raw_path, inventory=inventory)
     return json_response(document)
+
+
+def inventory_facts(edgecache: Edgecache, entry: Entry) -> InventoryFacts:
+    """Collect the latest event states of an entry's SKUs, its known-stale mark and any deferred purge."""
+    latest: dict[str, str | None] = {sku: edgecache.tracker.state(sku) for sku, _ in entry.claims}
+    for record in edgecache.tracker.records_for_tags(entry.tags):
+        latest.setdefault(record.sku, record.state)
+    pending = edgecache.invalidator.pending_purge(entry.store_key)
+    return InventoryFacts(latest, known_stale_since=edgecache.staleness.known_stale_since(entry),
+                          purge_due=pending.due if pending is not None else None)
 
 
 PURGE_FIELDS = {"paths", "prefixes", "tags", "all", "soft"}

@@ -82,6 +82,10 @@ class InventoryInvalidator:
     def pending(self) -> int:
         return len(self._pending)
 
+    def pending_purge(self, full_key: str) -> PendingPurge | None:
+        """Return the purge of a page that waits for its storm window to end, if there is one."""
+        return self._pending.get(full_key)
+
     def apply(self, events: Sequence[InventoryEvent], now: float) -> dict[str, Any]:
         """Apply events in order; return what they did, for the API response."""
         self.flush_due(now)
