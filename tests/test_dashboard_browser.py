@@ -113,7 +113,7 @@ async def page(tmp_path: Path) -> AsyncIterator[DevTools]:
             target = await response.json()
         socket = await session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
         devtools = DevTools(socket)
-        for domain in ("Runtime", "Log", "Page"):
+        for domain in ("Runtime", "Log", "Page", "Network"):
             await devtools.send(f"{domain}.enable")
         yield devtools
         await devtools.close()
@@ -213,3 +213,7 @@ async def test_dashboard_renders_demo_traffic(aiohttp_server, make_edgecache, cl
     overflow = await page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
     assert overflow is False
     assert page.console_errors() == []
+    requested = {event["params"]["request"]["url"] for event in page.events
+                 if event.get("method") == "Network.requestWillBeSent"}
+    assert admin_url(edgecache, "/stats") in requested
+    assert {url for url in requested if not url.startswith((admin_url(edgecache, "/"), "data:"))} == set()
