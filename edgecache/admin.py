@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +20,15 @@ from .entry import Entry
 from .explain import InventoryFacts, explain
 from .key import build_key
 from .log import admin_logger
+from .logthrottle import ThrottledLogger
 from .metrics import build_registry, render
 
 if TYPE_CHECKING:
     from .server import Edgecache
 
 EDGECACHE_KEY: web.AppKey["Edgecache"] = web.AppKey("edgecache")
+# Rejected-token warnings, at most one a minute per client address, so a token-guessing client cannot flood the log.
+REJECTIONS_KEY: web.AppKey[ThrottledLogger] = web.AppKey("rejections")
 # The dashboard's page, script and style sheet; it needs nothing from the internet.
 STATIC_DIR = Path(__file__).parent / "admin_static"
 
@@ -48,8 +52,9 @@ def check_token(request: web.Request, *, required: bool) -> web.Response | None:
                                "or the EDGECACHE_ADMIN_TOKEN environment variable to enable this endpoint")
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        admin_logger.warning("rejected %s %s from %s: missing or wrong token", request.method, request.path,
-                             request.remote)
+        request.app[REJECTIONS_KEY].log(logging.WARNING, f"token from {request.remote}",
+                                        "rejected %s %s from %s: missing or wrong token", request.method,
+                                        request.path, request.remote)
         return json_error(401, "missing or wrong bearer token")
     return None
 
@@ -158,6 +163,7 @@ async def purge(request: web.Request) -> web.Response:
 def create_admin_app(edgecache: Edgecache) -> web.Application:
     app = web.Application()
     app[EDGECACHE_KEY] = edgecache
+    app[REJECTIONS_KEY] = ThrottledLogger(admin_logger)
     edgecache.registry = build_registry(edgecache.stats, edgecache.cache_figures)
     app.router.add_get("/", dashboard)
     app.router.add_static("/static/", STATIC_DIR)
