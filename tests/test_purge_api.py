@@ -206,3 +206,12 @@ async def test_rejected_tokens_logged_once(cache, client, caplog) -> None:
         assert status == 401
     warnings = [record.getMessage() for record in caplog.records if record.name == "edgecache.admin"]
     assert warnings == ["rejected POST /purge from 127.0.0.1: missing or wrong token"]
+
+
+@pytest.mark.parametrize("path", ["/%73hoes/a", "/shoes//a", "/x/../shoes/a", "/shoes/./a", "shoes/a"])
+async def test_purge_path_canonical_forms(origin, cache, client, path) -> None:
+    await fill(client, cache)
+    status, answer = await purge(client, cache, {"paths": [path]})
+    assert (status, answer) == (200, {"purged": 1, "soft": False})
+    assert await get(client, cache, "/shoes/a") == (200, "MISS")
+    assert await get(client, cache, "/shoes/b") == (200, "HIT")
