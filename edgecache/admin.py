@@ -94,6 +94,7 @@ async def stats_reset(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     edgecache = request.app[EDGECACHE_KEY]
+    assert edgecache.registry is not None, "create_admin_app builds the registry"
     body = render(edgecache.registry)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
