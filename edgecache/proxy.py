@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,9 +28,11 @@ from .bypass import BypassFlights, SharedResponse, flight_key, is_shareable
 from .errors import OriginBusyError, OriginError
 from .fetch import Fetched, FetchKind, Fetcher
 from .access_log import log_access
-from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical_path, origin_form
-from .log import access_logger
+from .freshness import STALE_IF_ERROR_STATUSES, client_requires_revalidation
+from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical_path, select_site
+from .log import access_logger, cache_logger
 from .origin import ForwardContext, OriginClient, forward_headers, read_body
+from .unsafe import SAFE_METHODS, invalidated_paths
 from .outcomes import Outcome, Reason
 from .responses import cache_status, error_response, from_entry, stream_response, buffered_response
 from .ratelimit import RateLimiter, retry_after
@@ -42,10 +45,10 @@ from .vary import variant_key
 if TYPE_CHECKING:
     from .shared import SharedCache
 
-# Origin statuses that a stale entry may replace (RFC 5861 section 4).
-ERROR_STATUSES = frozenset({500, 502, 503, 504})
-UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 NO_COOKIES: MappingProxyType[str, str] = MappingProxyType({})
+# Keys whose full response was too large to store, remembered so that a Range request
+# for one is passed through at once instead of first fetching the whole response.
+TOO_LARGE_MEMORY = 1024
 
 
 def error_status(error: OriginError) -> int:
@@ -75,6 +78,15 @@ class Lookup:
     key: CacheKey
     rule: Rule | None
     entry: Entry | None
+    # The client's request directives forbade using `entry` without revalidating it.
+    forced: bool = False
+
+    @property
+    def fwd(self) -> str:
+        """Why the request goes forward, as RFC 9211 names it."""
+        if self.forced:
+            return "request"
+        return "uri-miss" if self.entry is None else "stale"
 
 
 class Proxy:
@@ -104,6 +116,8 @@ class Proxy:
                                           clock=time.monotonic)
         # The Redis tier under the memory store, when cache.shared_url is set.
         self.shared: SharedCache | None = None
+        self._client_revalidates = settings.cache.client_no_cache == "revalidate"
+        self._too_large: OrderedDict[str, None] = OrderedDict()
 
     async def close(self) -> None:
         """Wait for background refreshes to end (they are bounded by origin timeouts)."""
@@ -121,6 +135,10 @@ class Proxy:
         elif "?" in request.raw_path:
             context.rule = self._rule_name(request.raw_path)
             response = await self._bypass(request, context)
+        elif "if-match" in request.headers or "if-unmodified-since" in request.headers:
+            # RFC 9111 section 4.3.2: these preconditions are not for a cache to evaluate.
+            context.rule = self._rule_name(request.raw_path)
+            response = await self._forward(request, context, Outcome.BYPASS, Reason.PRECONDITION)
         else:
             response = await self._lookup(request, context)
         self._account(request, response, context)
@@ -155,22 +173,27 @@ class Proxy:
         self.stats.lookups += 1
         now = self.clock()
         entry = self.store.lookup(key, request.headers)
-        if entry is not None and not self._client_requires_revalidation(request):
+        forced = entry is not None and self._client_revalidates and self._client_forbids(request, entry, now)
+        if entry is not None and not forced:
             if entry.is_fresh(now):
                 return self._serve(request, entry, now, Outcome.HIT, context)
             if entry.may_serve_while_revalidating(now) and not entry.no_cache:
                 self._refresh_in_background(request, Lookup(key, rule, entry))
                 return self._serve(request, entry, now, Outcome.STALE, context)
-        if "only-if-cached" in request.headers.get("cache-control", ""):
+        if "cache-control" in request.headers and "only-if-cached" in parse_cache_control(
+                request.headers.getall("cache-control")):
             return self._fail(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
         if request.method == "HEAD" and entry is None:
             # A HEAD miss is forwarded as HEAD and never stored: it has no body to store.
             return await self._forward(request, context, Outcome.MISS, Reason.METHOD)
-        return await self._fetch(request, Lookup(key, rule, entry), context)
+        if entry is None and "range" in request.headers and store_key(key, "") in self._too_large:
+            return await self._forward(request, context, Outcome.MISS, Reason.TOO_LARGE)
+        return await self._fetch(request, Lookup(key, rule, entry, forced), context)
 
     def _serve(self, request: web.BaseRequest, entry: Entry, now: float, outcome: Outcome,
-               context: RequestContext, *, reason: str | None = None, fwd_status: int | None = None,
-               collapsed: bool = False) -> web.Response:
+               context: RequestContext, *, reason: str | None = None, fwd: str | None = None,
+               fwd_status: int | None = None, stored: bool = False, collapsed: bool = False,
+               extra_headers: list[tuple[str, str]] | None = None) -> web.Response:
         age = int(entry.age(now))
         context.outcome, context.age = outcome, age
         if reason:
@@ -181,25 +204,24 @@ class Proxy:
         if outcome is Outcome.STALE:
             self.stats.stale_served += 1
         ttl = None if outcome is Outcome.MISS else entry.fresh_until - now
-        status_value = cache_status(outcome, ttl=ttl, reason=reason, fwd_status=fwd_status, collapsed=collapsed,
-                                    stored=not collapsed and outcome in (Outcome.MISS, Outcome.REVALIDATED))
-        return from_entry(request, entry, age=age, outcome=outcome, status_value=status_value)
+        status_value = cache_status(outcome, ttl=ttl, reason=reason, fwd=fwd, fwd_status=fwd_status,
+                                    stored=stored, collapsed=collapsed)
+        return from_entry(request, entry, age=age, outcome=outcome, status_value=status_value,
+                          extra_headers=extra_headers)
 
     def _rule_for(self, path: str) -> Rule | None:
         if len(path) <= MEMO_MAX_PATH_CHARS:
             return self._rule_memo(path)
         return self.settings.rule_for(path)
 
-    def _client_requires_revalidation(self, request: web.BaseRequest) -> bool:
-        """Return whether a client's no-cache or max-age=0 forces revalidation (off by default)."""
-        if self.settings.cache.client_no_cache != "revalidate":
-            return False
-        directives = parse_cache_control(request.headers.getall("cache-control", []))
-        return (
-            "no-cache" in directives
-            or directives.get("max-age") == "0"
-            or ("cache-control" not in request.headers and request.headers.get("pragma", "").lower() == "no-cache")
-        )
+    def _client_forbids(self, request: web.BaseRequest, entry: Entry, now: float) -> bool:
+        """Return whether the client's no-cache, max-age or Pragma forbids using `entry` unvalidated.
+
+        Consulted only when cache.client_no_cache is "revalidate".
+        """
+        headers = request.headers
+        return client_requires_revalidation(headers.getall("cache-control", []), headers.get("pragma"),
+                                            age=entry.age(now))
 
     def _forward_context(self, request: web.BaseRequest) -> ForwardContext:
         host = self._site
@@ -210,6 +232,7 @@ class Proxy:
 
     async def _fetch(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext) -> web.StreamResponse:
         """Fetch a missing or stale entry once per key; concurrent requests follow the leader."""
+        flight: Flight | None
         flight, leader = self.coalescer.acquire(store_key(lookup.key, ""))
         if not leader:
             self.stats.coalesced += 1
@@ -217,11 +240,13 @@ class Proxy:
             shared = result.entry
             if result.status is FlightStatus.DONE and shared is not None \
                     and shared.variant == variant_key(shared.vary, request.headers):
-                return self._serve(request, shared, self.clock(), Outcome.MISS, context, collapsed=True)
+                return self._serve(request, shared, self.clock(), Outcome.MISS, context, fwd=lookup.fwd,
+                                   collapsed=True)
             if result.status is FlightStatus.ERROR and result.error is not None:
                 return self._origin_failed(request, lookup.entry, result.error, context)
             flight = None
-        if self.shared is not None:
+        if self.shared is not None and not lookup.forced:
+            # A client that forced revalidation must not get the shared tier's copy either.
             return await self._fetch_through_shared(request, lookup, context, flight)
         return await self._fetch_as_leader(request, lookup, context, flight)
 
@@ -265,8 +290,7 @@ class Proxy:
             except OriginError as exc:
                 result = FlightResult(FlightStatus.ERROR, error=exc)
                 return self._origin_failed(request, lookup.entry, exc, context)
-            if fetched.entry is not None:
-                result = FlightResult(FlightStatus.DONE, entry=fetched.entry)
+            result = self._flight_result(lookup, fetched)
         finally:
             # Followers are released before the client is written to, whatever happened.
             if flight is not None:
@@ -276,21 +300,43 @@ class Proxy:
         finally:
             fetched.release()
 
+    def _flight_result(self, lookup: Lookup, fetched: Fetched) -> FlightResult:
+        """Return what followers get: the entry, or an error when the leader serves stale for a 5xx."""
+        if fetched.shareable:
+            return FlightResult(FlightStatus.DONE, entry=fetched.entry)
+        upstream = fetched.upstream
+        if upstream is not None and upstream.status in STALE_IF_ERROR_STATUSES and lookup.entry is not None \
+                and lookup.entry.may_serve_on_error(self.clock()):
+            # Followers serve their stale entry too, instead of each asking the failing origin.
+            return FlightResult(FlightStatus.ERROR, error=OriginError(
+                f"origin answered {upstream.status}", reason=Reason.STATUS))
+        return FlightResult(FlightStatus.UNSHAREABLE)
+
     async def _respond_fetched(self, request: web.BaseRequest, lookup: Lookup, fetched: Fetched,
                                context: RequestContext) -> web.StreamResponse:
         now = self.clock()
+        forced_reason = Reason.CLIENT_NO_CACHE if lookup.forced else None
         if fetched.kind is FetchKind.REVALIDATED and fetched.entry is not None:
-            return self._serve(request, fetched.entry, now, Outcome.REVALIDATED, context, fwd_status=304)
+            return self._serve(request, fetched.entry, now, Outcome.REVALIDATED, context,
+                               reason=fetched.reason or forced_reason, fwd=lookup.fwd, fwd_status=304,
+                               stored=fetched.reason is None, extra_headers=fetched.unstored)
         if fetched.kind is FetchKind.STORED and fetched.entry is not None:
-            return self._serve(request, fetched.entry, now, Outcome.MISS, context)
+            self._too_large.pop(store_key(lookup.key, ""), None)
+            return self._serve(request, fetched.entry, now, Outcome.MISS, context, reason=forced_reason,
+                               fwd=lookup.fwd, stored=True, extra_headers=fetched.unstored)
         upstream = fetched.upstream
         assert upstream is not None
         stale = lookup.entry
-        if upstream.status in ERROR_STATUSES and stale is not None and stale.may_serve_on_error(now):
+        if upstream.status in STALE_IF_ERROR_STATUSES and stale is not None and stale.may_serve_on_error(now):
             return self._serve(request, stale, now, Outcome.STALE, context, reason=Reason.STATUS,
                                fwd_status=upstream.status)
+        if fetched.reason is Reason.TOO_LARGE and request.method == "GET" and "range" in request.headers:
+            # Too large to store: the origin serves the range itself, now and next time.
+            self._remember_too_large(store_key(lookup.key, ""))
+            fetched.release()
+            return await self._forward(request, context, Outcome.MISS, Reason.TOO_LARGE)
         context.outcome, context.reason = Outcome.MISS, fetched.reason
-        status_value = cache_status(Outcome.MISS, reason=fetched.reason, fwd_status=None)
+        status_value = cache_status(Outcome.MISS, reason=fetched.reason, fwd=lookup.fwd)
         strip = fetched.strip_headers
         if fetched.body is not None:
             return buffered_response(upstream, fetched.body, outcome=Outcome.MISS, status_value=status_value,
@@ -307,6 +353,12 @@ class Proxy:
         if isinstance(error, TimeoutError) or (stale is not None and stale.must_revalidate):
             return self._fail(context, 504, error.reason, str(error))
         return self._fail(context, error_status(error), error.reason, str(error))
+
+    def _remember_too_large(self, flight_key: str) -> None:
+        self._too_large[flight_key] = None
+        self._too_large.move_to_end(flight_key)
+        if len(self._too_large) > TOO_LARGE_MEMORY:
+            self._too_large.popitem(last=False)
 
     def _fail(self, context: RequestContext, status: int, reason: str, message: str, *,
               forwarded: Outcome = Outcome.ERROR) -> web.Response:
@@ -334,10 +386,12 @@ class Proxy:
             fetched = await self.fetcher.fetch(raw_path, headers, rule=lookup.rule, key=lookup.key,  # type: ignore[arg-type]
                                                entry=lookup.entry, authorization=authorization)
             fetched.release()
-            if fetched.entry is not None:
-                result = FlightResult(FlightStatus.DONE, entry=fetched.entry)
+            result = self._flight_result(lookup, fetched)
+            cache_logger.debug("refresh key=%s result=%s reason=%s", lookup.key, fetched.kind.value,
+                               fetched.reason or "-")
         except OriginError as exc:
             result = FlightResult(FlightStatus.ERROR, error=exc)
+            cache_logger.debug("refresh key=%s result=error reason=%s", lookup.key, exc.reason)
         finally:
             self.coalescer.release(flight, result)
 
@@ -422,14 +476,18 @@ class Proxy:
         return response, shared
 
     async def _pass_through(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        """Forward an unsafe method. A 2xx or 3xx response invalidates its paths (RFC 9111 section 4.4)."""
+        """Forward another method; a 2xx or 3xx answer to an unsafe one invalidates (RFC 9111 section 4.4).
+
+        The target path and same-site Location and Content-Location paths are removed
+        on every site, with all their variants, from the memory store and the shared tier.
+        """
         response = await self._forward(request, context, Outcome.BYPASS, Reason.METHOD)
-        if request.method in UNSAFE_METHODS and 200 <= response.status < 400:
-            paths = {self._canonical(request.raw_path)}
-            for name in ("Location", "Content-Location"):
-                target = response.headers.get(name)
-                if target and self._is_same_site(target):
-                    paths.add(self._canonical(target if target.startswith("/") else "/" + target.split("/", 3)[-1]))
+        if request.method not in SAFE_METHODS and 200 <= response.status < 400:
+            references = [value for name in ("Location", "Content-Location")
+                          for value in response.headers.getall(name, ())]
+            host = (request.host or "").lower()
+            hosts = {host, select_site(host, self._site.lower(), self._allowed_hosts)}
+            paths = {self._canonical(path) for path in invalidated_paths(request.raw_path, references, hosts=hosts)}
             now = self.clock()
             self.store.purge_paths(paths, soft=False, now=now)
             if self.shared is not None:
@@ -444,12 +502,6 @@ class Proxy:
     def _canonical(self, raw_path: str) -> str:
         return canonical_path(raw_path, fold_trailing_slash=self.settings.key.fold_trailing_slash,
                               fold_case=self.settings.key.fold_case)
-
-    def _is_same_site(self, target: str) -> bool:
-        if target.startswith("/") and not target.startswith("//"):
-            return True
-        host = target.split("://", 1)[-1].split("/", 1)[0].lower()
-        return host == self._site.lower() or host in self._allowed_hosts
 
     def _account(self, request: web.BaseRequest, response: web.StreamResponse, context: RequestContext) -> None:
         # A streamed response has been sent already and knows its length; others have a Content-Length.

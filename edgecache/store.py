@@ -124,6 +124,10 @@ class MemoryStore:
         """Remove every variant stored for a key."""
         return len(self._remove_many(list(self._variants.get(_primary(key), ()))))
 
+    def discard(self, full_key: str) -> Entry | None:
+        """Remove one variant, if it is still stored; return it."""
+        return self._remove(full_key) if full_key in self._entries else None
+
     def purge_paths(self, paths: Iterable[str], *, soft: bool, now: float, forbid_stale: bool = False) -> int:
         keys: list[str] = []
         for path in paths:
