@@ -2,6 +2,7 @@
 
 The hit path is `handle` -> `_lookup` -> `_serve`. Everything else (forwarding,
 coalesced fetches, revalidation, background refreshes, storing) is one named call.
+Requests that skip the cache are forwarded by `forward.Forwarder`.
 """
 
 from __future__ import annotations
@@ -16,30 +17,28 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
 
+from .access_log import log_access
 from .cache_control import parse_cache_control
 from .coalesce import Coalescer, Flight, FlightResult, FlightStatus
 from .config import Rule, Settings
 from .entry import Entry, store_key
-from .bypass import BypassFlights, SharedResponse, flight_key, is_shareable
-from .errors import OriginBusyError, OriginError
+from .errors import OriginError
 from .fetch import Fetched, FetchKind, Fetcher
-from .access_log import log_access
+from .forward import Forwarder
 from .freshness import STALE_IF_ERROR_STATUSES, client_requires_revalidation
 from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical_path, select_site
 from .log import access_logger, cache_logger
-from .origin import ForwardContext, OriginClient, forward_headers, read_body
-from .unsafe import SAFE_METHODS, invalidated_paths
+from .origin import OriginClient, forward_headers
 from .outcomes import Outcome, Reason
-from .responses import cache_status, error_response, from_entry, stream_response, buffered_response
-from .ratelimit import RateLimiter, retry_after
+from .request_context import RequestContext
+from .responses import buffered_response, cache_status, error_status, fail, from_entry, stream_response
 from .shared.invalidation import PurgeRequest
 from .stats import Stats
 from .store import MemoryStore
 from .target import REJECTED_METHODS, target_problem
+from .unsafe import SAFE_METHODS, invalidated_paths
 from .vary import variant_key
 
 if TYPE_CHECKING:
@@ -49,28 +48,6 @@ NO_COOKIES: MappingProxyType[str, str] = MappingProxyType({})
 # Keys whose full response was too large to store, remembered so that a Range request
 # for one is passed through at once instead of first fetching the whole response.
 TOO_LARGE_MEMORY = 1024
-
-
-def error_status(error: OriginError) -> int:
-    """Return the client status for an origin failure: 503 busy, 504 timed out, else 502."""
-    if isinstance(error, OriginBusyError):
-        return 503
-    return 504 if isinstance(error, TimeoutError) else 502
-
-
-class RequestContext:
-    """Per-request facts gathered for the access log and the metrics."""
-
-    __slots__ = ("started", "outcome", "reason", "rule", "age", "key")
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.outcome = Outcome.MISS
-        self.reason: str | None = None
-        self.rule = "default"
-        self.age = 0
-        # The cache key as text once the cache was consulted; None for bypassed requests.
-        self.key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +87,7 @@ class Proxy:
         self.observe_served: Callable[[Entry, float], None] = lambda entry, now: None
         # fnmatch over every rule is a visible share of a hit, and rules never change.
         self._rule_memo = lru_cache(maxsize=MEMO_PATHS)(settings.rule_for)
-        self._dropped = frozenset(name.lower() for name in settings.origin.drop_request_headers)
-        self.bypass_flights = BypassFlights(follower_timeout=settings.cache.coalesce_timeout)
-        self.bypass_limiter = RateLimiter(rate=settings.server.bypass_rate, burst=settings.server.bypass_burst,
-                                          clock=time.monotonic)
+        self.forwarder = Forwarder(settings, fetcher=self.fetcher, stats=stats)
         # The Redis tier under the memory store, when cache.shared_url is set.
         self.shared: SharedCache | None = None
         self._client_revalidates = settings.cache.client_no_cache == "revalidate"
@@ -134,11 +108,11 @@ class Proxy:
             response = await self._pass_through(request, context)
         elif "?" in request.raw_path:
             context.rule = self._rule_name(request.raw_path)
-            response = await self._bypass(request, context)
+            response = await self.forwarder.bypass(request, context)
         elif "if-match" in request.headers or "if-unmodified-since" in request.headers:
             # RFC 9111 section 4.3.2: these preconditions are not for a cache to evaluate.
             context.rule = self._rule_name(request.raw_path)
-            response = await self._forward(request, context, Outcome.BYPASS, Reason.PRECONDITION)
+            response = await self.forwarder.forward(request, context, Outcome.BYPASS, Reason.PRECONDITION)
         else:
             response = await self._lookup(request, context)
         self._account(request, response, context)
@@ -151,14 +125,14 @@ class Proxy:
         has one origin, so only the target's path and query are used.
         """
         if request.method in REJECTED_METHODS:
-            response = self._fail(context, 405, Reason.METHOD, f"method {request.method} is not allowed")
+            response = fail(context, 405, Reason.METHOD, f"method {request.method} is not allowed")
             response.headers["Allow"] = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
             return request, response
         if request.raw_path.startswith(("http://", "https://")):
             request = request.clone(rel_url=request.rel_url)
         problem = target_problem(request.raw_path)
         if problem is not None:
-            return request, self._fail(context, 400, Reason.BAD_REQUEST, problem)
+            return request, fail(context, 400, Reason.BAD_REQUEST, problem)
         return request, None
 
     async def _lookup(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
@@ -182,12 +156,12 @@ class Proxy:
                 return self._serve(request, entry, now, Outcome.STALE, context)
         if "cache-control" in request.headers and "only-if-cached" in parse_cache_control(
                 request.headers.getall("cache-control")):
-            return self._fail(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
+            return fail(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
         if request.method == "HEAD" and entry is None:
             # A HEAD miss is forwarded as HEAD and never stored: it has no body to store.
-            return await self._forward(request, context, Outcome.MISS, Reason.METHOD)
+            return await self.forwarder.forward(request, context, Outcome.MISS, Reason.METHOD)
         if entry is None and "range" in request.headers and store_key(key, "") in self._too_large:
-            return await self._forward(request, context, Outcome.MISS, Reason.TOO_LARGE)
+            return await self.forwarder.forward(request, context, Outcome.MISS, Reason.TOO_LARGE)
         return await self._fetch(request, Lookup(key, rule, entry, forced), context)
 
     def _serve(self, request: web.BaseRequest, entry: Entry, now: float, outcome: Outcome,
@@ -222,13 +196,6 @@ class Proxy:
         headers = request.headers
         return client_requires_revalidation(headers.getall("cache-control", []), headers.get("pragma"),
                                             age=entry.age(now))
-
-    def _forward_context(self, request: web.BaseRequest) -> ForwardContext:
-        host = self._site
-        if self.settings.origin.host_header == "client" and request.host and request.host.lower() in self._allowed_hosts:
-            host = request.host
-        return ForwardContext(client_ip=request.remote or "", scheme=request.scheme, host=host,
-                              dropped=self._dropped)
 
     async def _fetch(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext) -> web.StreamResponse:
         """Fetch a missing or stale entry once per key; concurrent requests follow the leader."""
@@ -279,7 +246,7 @@ class Proxy:
     async def _fetch_as_leader(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext,
                                flight: Flight | None) -> web.StreamResponse:
         result = FlightResult(FlightStatus.UNSHAREABLE)
-        headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=True)
+        headers = forward_headers(request.headers, self.forwarder.forward_context(request), strip_conditionals=True)
         try:
             try:
                 # The origin gets the canonical path, so the entry is what the key names.
@@ -334,7 +301,7 @@ class Proxy:
             # Too large to store: the origin serves the range itself, now and next time.
             self._remember_too_large(store_key(lookup.key, ""))
             fetched.release()
-            return await self._forward(request, context, Outcome.MISS, Reason.TOO_LARGE)
+            return await self.forwarder.forward(request, context, Outcome.MISS, Reason.TOO_LARGE)
         context.outcome, context.reason = Outcome.MISS, fetched.reason
         status_value = cache_status(Outcome.MISS, reason=fetched.reason, fwd=lookup.fwd)
         strip = fetched.strip_headers
@@ -351,8 +318,8 @@ class Proxy:
         if stale is not None and stale.may_serve_on_error(now):
             return self._serve(request, stale, now, Outcome.STALE, context, reason=error.reason)
         if isinstance(error, TimeoutError) or (stale is not None and stale.must_revalidate):
-            return self._fail(context, 504, error.reason, str(error))
-        return self._fail(context, error_status(error), error.reason, str(error))
+            return fail(context, 504, error.reason, str(error))
+        return fail(context, error_status(error), error.reason, str(error))
 
     def _remember_too_large(self, flight_key: str) -> None:
         self._too_large[flight_key] = None
@@ -360,20 +327,13 @@ class Proxy:
         if len(self._too_large) > TOO_LARGE_MEMORY:
             self._too_large.popitem(last=False)
 
-    def _fail(self, context: RequestContext, status: int, reason: str, message: str, *,
-              forwarded: Outcome = Outcome.ERROR) -> web.Response:
-        """Build an error response; `forwarded` is why the request went to the origin (Cache-Status fwd)."""
-        context.outcome, context.reason = Outcome.ERROR, reason
-        status_value = cache_status(forwarded, reason=reason)
-        return error_response(status, message, outcome=Outcome.ERROR, status_value=status_value)
-
     def _refresh_in_background(self, request: web.BaseRequest, lookup: Lookup) -> None:
         """Start one refresh for a key unless a fetch for it is already running."""
         flight_key = store_key(lookup.key, "")
         if self.coalescer.in_flight(flight_key):
             return
         flight, _ = self.coalescer.acquire(flight_key)
-        headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=True)
+        headers = forward_headers(request.headers, self.forwarder.forward_context(request), strip_conditionals=True)
         task = asyncio.create_task(self._refresh(flight, lookup.key.path, headers, lookup,
                                                  "authorization" in request.headers))
         self._background.add(task)
@@ -395,93 +355,13 @@ class Proxy:
         finally:
             self.coalescer.release(flight, result)
 
-    async def _forward(self, request: web.BaseRequest, context: RequestContext, outcome: Outcome,
-                       reason: Reason) -> web.StreamResponse:
-        """Send a request to the origin unchanged and stream the response back, bypassing the cache."""
-        context.outcome, context.reason = outcome, reason
-        headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=False)
-        data = request.content if request.body_exists else None
-        try:
-            upstream = await self.fetcher.send(request.method, request.raw_path, headers, data=data)
-        except OriginError as exc:
-            return self._fail(context, error_status(exc), exc.reason, str(exc), forwarded=outcome)
-        try:
-            status_value = cache_status(outcome, reason=reason)
-            return await stream_response(request, upstream, outcome=outcome, status_value=status_value)
-        finally:
-            upstream.release()
-
-    async def _bypass(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        """Forward a forced miss within the client's rate limit, sharing a public response in flight."""
-        wait = self.bypass_limiter.acquire(request.remote or "")
-        if wait > 0:
-            response = self._fail(context, 429, Reason.RATE_LIMITED, "too many requests with a query string")
-            response.headers["Retry-After"] = retry_after(wait)
-            return response
-        if request.method != "GET" or request.body_exists:
-            return await self._forward(request, context, Outcome.BYPASS, Reason.QUERY)
-        headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=False)
-        key = flight_key(request.method, request.raw_path, headers)
-        future, leader = self.bypass_flights.acquire(key)
-        if not leader:
-            shared = await self.bypass_flights.wait(future)
-            if shared is not None:
-                self.stats.bypass_coalesced += 1
-                context.outcome, context.reason = Outcome.BYPASS, Reason.QUERY
-                if shared.error_reason is not None:
-                    context.outcome, context.reason = Outcome.ERROR, shared.error_reason
-                return web.Response(status=shared.status, reason=shared.reason, headers=shared.headers,
-                                    body=shared.body)
-            return await self._forward(request, context, Outcome.BYPASS, Reason.QUERY)
-        shared = None
-        try:
-            response, shared = await self._forward_shareable(request, context, headers)
-            return response
-        finally:
-            self.bypass_flights.release(key, future, shared)
-
-    async def _forward_shareable(self, request: web.BaseRequest, context: RequestContext,
-                                 headers: object) -> tuple[web.StreamResponse, SharedResponse | None]:
-        """Forward a GET forced miss as a leader; return the response and what followers may share."""
-        context.outcome, context.reason = Outcome.BYPASS, Reason.QUERY
-        status_value = cache_status(Outcome.BYPASS, reason=Reason.QUERY)
-        try:
-            upstream = await self.fetcher.send("GET", request.raw_path, headers)  # type: ignore[arg-type]
-        except OriginError as exc:
-            return self._shared_failure(context, exc)
-        try:
-            if not is_shareable(upstream.headers):
-                return await stream_response(request, upstream, outcome=Outcome.BYPASS,
-                                             status_value=status_value), None
-            try:
-                body, complete = await read_body(upstream, self.settings.cache.max_object_bytes)
-            except OriginError as exc:
-                return self._shared_failure(context, exc)
-            if not complete:
-                return await stream_response(request, upstream, outcome=Outcome.BYPASS, status_value=status_value,
-                                             prefix=body), None
-            response = buffered_response(upstream, body, outcome=Outcome.BYPASS, status_value=status_value)
-            return response, SharedResponse(response.status, response.reason, CIMultiDictProxy(
-                CIMultiDict(response.headers)), body)
-        finally:
-            upstream.release()
-
-    def _shared_failure(self, context: RequestContext,
-                        error: OriginError) -> tuple[web.StreamResponse, SharedResponse | None]:
-        """Return a forced miss's error response and the same response for its followers."""
-        response = self._fail(context, error_status(error), error.reason, str(error), forwarded=Outcome.BYPASS)
-        assert isinstance(response.body, bytes)
-        shared = SharedResponse(response.status, response.reason, CIMultiDictProxy(CIMultiDict(response.headers)),
-                                response.body, error_reason=error.reason)
-        return response, shared
-
     async def _pass_through(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
         """Forward another method; a 2xx or 3xx answer to an unsafe one invalidates (RFC 9111 section 4.4).
 
         The target path and same-site Location and Content-Location paths are removed
         on every site, with all their variants, from the memory store and the shared tier.
         """
-        response = await self._forward(request, context, Outcome.BYPASS, Reason.METHOD)
+        response = await self.forwarder.forward(request, context, Outcome.BYPASS, Reason.METHOD)
         if request.method not in SAFE_METHODS and 200 <= response.status < 400:
             references = [value for name in ("Location", "Content-Location")
                           for value in response.headers.getall(name, ())]

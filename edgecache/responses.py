@@ -10,9 +10,11 @@ from multidict import CIMultiDict
 
 from .conditional import is_not_modified, not_modified_headers, requested_range
 from .entry import Entry
+from .errors import OriginBusyError, OriginError
 from .log import origin_logger
 from .origin import READ_CHUNK_BYTES, response_headers
 from .outcomes import X_CACHE, Outcome
+from .request_context import RequestContext
 
 VIA = "1.1 edgecache"
 # The RFC 9211 fwd value of an outcome when the caller names none.
@@ -91,6 +93,21 @@ def from_entry(request: web.BaseRequest, entry: Entry, *, age: int, outcome: Out
             headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
             return web.Response(status=206, headers=headers, body=body[first:last + 1])
     return web.Response(status=entry.status, headers=headers, body=body)
+
+
+def error_status(error: OriginError) -> int:
+    """Return the client status for an origin failure: 503 busy, 504 timed out, else 502."""
+    if isinstance(error, OriginBusyError):
+        return 503
+    return 504 if isinstance(error, TimeoutError) else 502
+
+
+def fail(context: RequestContext, status: int, reason: str, message: str, *,
+         forwarded: Outcome = Outcome.ERROR) -> web.Response:
+    """Build an error response; `forwarded` is why the request went to the origin (Cache-Status fwd)."""
+    context.outcome, context.reason = Outcome.ERROR, reason
+    status_value = cache_status(forwarded, reason=reason)
+    return error_response(status, message, outcome=Outcome.ERROR, status_value=status_value)
 
 
 def error_response(status: int, message: str, *, outcome: Outcome, status_value: str) -> web.Response:
