@@ -223,7 +223,11 @@ class Proxy:
         assert self.shared is not None
         try:
             entry = await self.shared.tier.lookup(lookup.key, request.headers)
-            if entry is None or not entry.is_fresh(self.clock()):
+            now = self.clock()
+            if entry is not None and not entry.is_fresh(now) and entry.may_serve_while_revalidating(now) \
+                    and not entry.no_cache:
+                return self._serve_shared_stale(request, Lookup(lookup.key, lookup.rule, entry), context, flight)
+            if entry is None or not entry.is_fresh(now):
                 if entry is not None and lookup.entry is None:
                     # A stale shared entry still gives validators and a stale-if-error fallback.
                     lookup = Lookup(lookup.key, lookup.rule, entry)
@@ -242,6 +246,20 @@ class Proxy:
             # Does nothing when the flight was already released with its real result.
             if flight is not None:
                 self.coalescer.release(flight, FlightResult(FlightStatus.UNSHAREABLE))
+
+    def _serve_shared_stale(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext,
+                            flight: Flight | None) -> web.Response:
+        """Serve a shared entry within its stale-while-revalidate window and refresh it in the background.
+
+        The flight is released first so that the refresh can take it; released followers
+        then read the same stale entry from Redis and do not start a second refresh.
+        """
+        assert lookup.entry is not None
+        self.store.put(lookup.entry)
+        if flight is not None:
+            self.coalescer.release(flight, FlightResult(FlightStatus.UNSHAREABLE))
+        self._refresh_in_background(request, lookup)
+        return self._serve(request, lookup.entry, self.clock(), Outcome.STALE, context)
 
     async def _fetch_as_leader(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext,
                                flight: Flight | None) -> web.StreamResponse:

@@ -66,8 +66,10 @@ class Refetcher:
                 entry=entry if revalidate else None, authorization=False,
             )
             fetched.release()
-            if fetched.entry is not None:
-                result = FlightResult(FlightStatus.DONE, entry=fetched.entry)
+            if not fetched.shareable:
+                # Not stored: a response the origin marked unfit to keep, or a 304 that made it so.
+                return None
+            result = FlightResult(FlightStatus.DONE, entry=fetched.entry)
             return fetched.entry
         except OriginError as exc:
             result = FlightResult(FlightStatus.ERROR, error=exc)
