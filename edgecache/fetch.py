@@ -66,6 +66,8 @@ class Fetched:
     strip_headers: tuple[str, ...] = ()
     # Fields named by a qualified no-cache or private: not stored, but this client's.
     unstored: list[tuple[str, str]] | None = None
+    # The store key of the entry this fetch replaced but could not keep, so it was removed.
+    discarded: str | None = None
 
     @property
     def shareable(self) -> bool:
@@ -148,10 +150,18 @@ class Fetcher:
         except BaseException:
             upstream.release()
             raise
-        if fetched.shareable and self.shared is not None:
+        if self.shared is not None:
             # Written before the caller releases its fetch lock, so waiting nodes find it.
-            await self.shared.put(fetched.entry)
+            await self._mirror_to_shared(self.shared, fetched)
         return fetched
+
+    async def _mirror_to_shared(self, shared: SharedTier, fetched: Fetched) -> None:
+        """Store a fetched entry in Redis too, or delete the copy there that the fetch removed here."""
+        if fetched.shareable:
+            assert fetched.entry is not None
+            await shared.put(fetched.entry)
+        elif fetched.discarded is not None:
+            await shared.discard(fetched.discarded)
 
     def _freshen(self, entry: Entry, upstream: aiohttp.ClientResponse, rule: Rule | None,
                  request_time: float, authorization: bool) -> Fetched:
@@ -188,7 +198,8 @@ class Fetcher:
         else:
             self.store.discard(entry.store_key)
         upstream.release()
-        return Fetched(FetchKind.REVALIDATED, entry=fresh, reason=reason, unstored=unstored_fields(upstream.headers))
+        return Fetched(FetchKind.REVALIDATED, entry=fresh, reason=reason, unstored=unstored_fields(upstream.headers),
+                       discarded=None if reason is None else entry.store_key)
 
     async def _receive(self, upstream: aiohttp.ClientResponse, request_headers: CIMultiDict[str], *,
                        rule: Rule | None, key: CacheKey, entry: Entry | None, request_time: float,
@@ -208,30 +219,31 @@ class Fetcher:
         if reason is None and upstream.content_length is not None and upstream.content_length > limit:
             reason = Reason.TOO_LARGE
         if reason is not None:
-            self._drop_replaced(entry, upstream.status)
-            return Fetched(FetchKind.NOT_STORED, upstream=upstream, reason=reason, strip_headers=self._strip)
+            return Fetched(FetchKind.NOT_STORED, upstream=upstream, reason=reason, strip_headers=self._strip,
+                           discarded=self._drop_replaced(entry, upstream.status))
         try:
             body, complete = await read_body(upstream, limit)
         except OriginError as exc:
             self.stats.record_origin_body_error(exc.reason)
             raise
         if not complete:
-            self._drop_replaced(entry, upstream.status)
             return Fetched(FetchKind.NOT_STORED, upstream=upstream, prefix=body, reason=Reason.TOO_LARGE,
-                           strip_headers=self._strip)
+                           strip_headers=self._strip, discarded=self._drop_replaced(entry, upstream.status))
         built, reason = self._build_entry(upstream, body, request_headers, rule=rule, key=key,
                                           request_time=request_time)
         if built is None:
-            self._drop_replaced(entry, upstream.status)
             return Fetched(FetchKind.NOT_STORED, upstream=upstream, body=body, reason=reason,
-                           strip_headers=self._strip)
+                           strip_headers=self._strip, discarded=self._drop_replaced(entry, upstream.status))
         self.store.put(built)
         upstream.release()
         return Fetched(FetchKind.STORED, entry=built, unstored=unstored_fields(upstream.headers))
 
-    def _drop_replaced(self, entry: Entry | None, status: int) -> None:
-        if entry is not None and status not in STALE_IF_ERROR_STATUSES:
-            self.store.discard(entry.store_key)
+    def _drop_replaced(self, entry: Entry | None, status: int) -> str | None:
+        """Remove the replaced entry unless a server error answered; return its store key when removed."""
+        if entry is None or status in STALE_IF_ERROR_STATUSES:
+            return None
+        self.store.discard(entry.store_key)
+        return entry.store_key
 
     def _fence(self, tags: frozenset[str], request_time: float, response_time: float, fresh_until: float) -> float:
         """Return `fresh_until`, cut to now when an inventory event arrived while the origin answered."""

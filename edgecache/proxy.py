@@ -156,7 +156,7 @@ class Proxy:
                 return self._serve(request, entry, now, Outcome.STALE, context)
         if "cache-control" in request.headers and "only-if-cached" in parse_cache_control(
                 request.headers.getall("cache-control")):
-            return fail(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
+            return await self._only_if_cached(request, key, context)
         if request.method == "HEAD" and entry is None:
             # A HEAD miss is forwarded as HEAD and never stored: it has no body to store.
             return await self.forwarder.forward(request, context, Outcome.MISS, Reason.METHOD)
@@ -182,6 +182,17 @@ class Proxy:
                                     stored=stored, collapsed=collapsed)
         return from_entry(request, entry, age=age, outcome=outcome, status_value=status_value,
                           extra_headers=extra_headers)
+
+    async def _only_if_cached(self, request: web.BaseRequest, key: CacheKey,
+                              context: RequestContext) -> web.Response:
+        """Answer only-if-cached without the origin: a fresh Redis entry, else 504 (RFC 9111 section 5.2.1.7)."""
+        if self.shared is not None:
+            entry = await self.shared.tier.lookup(key, request.headers)
+            now = self.clock()
+            if entry is not None and entry.is_fresh(now):
+                self.store.put(entry)
+                return self._serve(request, entry, now, Outcome.HIT, context)
+        return fail(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
 
     def _rule_for(self, path: str) -> Rule | None:
         if len(path) <= MEMO_MAX_PATH_CHARS:

@@ -112,3 +112,34 @@ async def test_unsafe_method_invalidates_every_node(origin, nodes, client: aioht
     assert len(node_a.store) == 0
     assert (again.x_cache, again.cache_status) == ("MISS", "edgecache; fwd=uri-miss; stored")
     assert origin.count("/shoe/p") == 2
+
+
+async def test_only_if_cached_hit_from_shared(origin, nodes, client: aiohttp.ClientSession) -> None:
+    node_a, node_b = nodes
+    origin.script("/shoe/p", headers={"Cache-Control": "max-age=60"}, body=b"shoe")
+    await get(client, node_a, "/shoe/p")
+
+    cached = await get(client, node_b, "/shoe/p", headers={"Cache-Control": "only-if-cached"})
+    missing = await get(client, node_b, "/bag/p", headers={"Cache-Control": "only-if-cached"})
+
+    assert (cached.status, cached.body, cached.cache_status) == (200, b"shoe", "edgecache; hit; ttl=60")
+    assert (missing.status, missing.cache_status) == (504, "edgecache; fwd=uri-miss; detail=only-if-cached")
+    assert origin.count() == 1
+
+
+async def test_unstorable_replacement_leaves_shared_tier(origin, redis_server, make_edgecache,
+                                                         client: aiohttp.ClientSession, clock: FakeClock) -> None:
+    raw = shared_settings(redis_server.url, stale_while_revalidate=0, client_no_cache="revalidate")
+    node_a = await make_edgecache(origin.url, raw, clock=clock)
+    node_b = await make_edgecache(origin.url, raw, clock=clock)
+    origin.script("/shoe/p", headers={"Cache-Control": "max-age=10, stale-while-revalidate=30"}, body=b"old")
+    await get(client, node_a, "/shoe/p")
+    clock.advance(15)
+    origin.script("/shoe/p", headers={"Cache-Control": "no-store"}, body=b"private")
+
+    replaced = await get(client, node_a, "/shoe/p", headers={"Cache-Control": "no-cache"})
+    on_b = await get(client, node_b, "/shoe/p")
+
+    assert (replaced.body, replaced.cache_status) == (b"private", "edgecache; fwd=request; detail=no-store")
+    assert (on_b.body, on_b.x_cache) == (b"private", "MISS")
+    assert origin.count("/shoe/p") == 3
