@@ -12,7 +12,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -32,7 +31,7 @@ from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical
 from .log import access_logger, cache_logger
 from .origin import OriginClient, forward_headers
 from .outcomes import Outcome, Reason
-from .request_context import RequestContext
+from .request_context import Lookup, RequestContext
 from .responses import buffered_response, cache_status, error_status, fail, from_entry, stream_response
 from .shared.invalidation import PurgeRequest
 from .stats import Stats
@@ -48,22 +47,6 @@ NO_COOKIES: MappingProxyType[str, str] = MappingProxyType({})
 # Keys whose full response was too large to store, remembered so that a Range request
 # for one is passed through at once instead of first fetching the whole response.
 TOO_LARGE_MEMORY = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    key: CacheKey
-    rule: Rule | None
-    entry: Entry | None
-    # The client's request directives forbade using `entry` without revalidating it.
-    forced: bool = False
-
-    @property
-    def fwd(self) -> str:
-        """Why the request goes forward, as RFC 9211 names it."""
-        if self.forced:
-            return "request"
-        return "uri-miss" if self.entry is None else "stale"
 
 
 class Proxy:

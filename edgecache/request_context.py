@@ -1,9 +1,13 @@
-"""Per-request state that the handler fills in and the access log and metrics read."""
+"""Per-request state: what the access log and metrics read, and what a cache lookup found."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+from .config import Rule
+from .entry import Entry
+from .key import CacheKey
 from .outcomes import Outcome
 
 
@@ -23,3 +27,21 @@ class RequestContext:
 
     def __repr__(self) -> str:
         return f"<RequestContext outcome={self.outcome.value} reason={self.reason} rule={self.rule} key={self.key}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the lookup found for one request: its key, its rule and the stored entry, if any."""
+
+    key: CacheKey
+    rule: Rule | None
+    entry: Entry | None
+    # The client's request directives forbade using `entry` without revalidating it.
+    forced: bool = False
+
+    @property
+    def fwd(self) -> str:
+        """Why the request goes forward, as RFC 9211 names it."""
+        if self.forced:
+            return "request"
+        return "uri-miss" if self.entry is None else "stale"
