@@ -141,7 +141,7 @@ class Fetcher:
             if upstream.status == 304:
                 if validated is None:
                     # A client must never get a 304 it did not ask for, and edgecache sent no condition.
-                    raise OriginError("origin answered 304 to a request without conditions",
+                    raise OriginError("origin sent 304 to a request without conditions",
                                       reason=Reason.ORIGIN_INVALID)
                 fetched = self._freshen(validated, upstream, rule, request_time, authorization)
             else:
@@ -174,7 +174,7 @@ class Fetcher:
         reason: str | None = refuse_to_store(method="GET", status=entry.status, headers=merged, rule=rule,
                                              request_has_authorization=authorization)
         response_time = self.clock()
-        # Decided on the merged headers, which hold the 304's Age: an upstream cache may have answered.
+        # Decided on the merged headers, which hold the 304's Age, because a cache upstream may have sent it.
         tags = parse_tag_header(self.tag_header, upstream.headers.get(self.tag_header)) or entry.tags
         freshness = compute_freshness(entry.status, merged, request_time=request_time, response_time=response_time,
                                       rule=rule, settings=self.settings.cache,
@@ -246,7 +246,7 @@ class Fetcher:
         return entry.store_key
 
     def _fence(self, tags: frozenset[str], request_time: float, response_time: float, fresh_until: float) -> float:
-        """Return `fresh_until`, cut to now when an inventory event arrived while the origin answered."""
+        """Return `fresh_until`, cut to now when an inventory event arrived while the origin was responding."""
         if self.is_fenced(tags, request_time):
             return min(fresh_until, response_time)
         return fresh_until

@@ -1,6 +1,6 @@
 """Requests that skip the cache: forwarded unchanged, or shared among identical forced misses.
 
-A request that cannot be answered from the store and must not be stored (another
+A request that cannot be served from the store and must not be stored (another
 method, a query string, a precondition for the origin, a HEAD miss) goes through
 `Forwarder.forward`. A GET with a query string goes through `Forwarder.bypass`, which
 adds the client's rate limit and shares one origin fetch among identical requests.
@@ -26,7 +26,7 @@ from .stats import Stats
 
 
 class Forwarder:
-    """Sends requests that skip the cache to the origin and streams the answers back."""
+    """Sends requests that skip the cache to the origin and streams the responses back."""
 
     def __init__(self, settings: Settings, *, fetcher: Fetcher, stats: Stats) -> None:
         self.settings = settings

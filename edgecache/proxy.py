@@ -168,7 +168,7 @@ class Proxy:
 
     async def _only_if_cached(self, request: web.BaseRequest, key: CacheKey,
                               context: RequestContext) -> web.Response:
-        """Answer only-if-cached without the origin: a fresh Redis entry, else 504 (RFC 9111 section 5.2.1.7)."""
+        """Serve only-if-cached from a fresh Redis entry, else return 504 (RFC 9111 section 5.2.1.7)."""
         if self.shared is not None:
             entry = await self.shared.tier.lookup(key, request.headers)
             now = self.clock()
@@ -245,8 +245,8 @@ class Proxy:
                             flight: Flight | None) -> web.Response:
         """Serve a shared entry within its stale-while-revalidate window and refresh it in the background.
 
-        The flight is released first so that the refresh can take it; released followers
-        then read the same stale entry from Redis and do not start a second refresh.
+        The flight is released first so that the refresh can take it. Released followers
+        then read the same stale entry from Redis, and they start no second refresh.
         """
         assert lookup.entry is not None
         self.store.put(lookup.entry)
@@ -288,7 +288,7 @@ class Proxy:
                 and lookup.entry.may_serve_on_error(self.clock()):
             # Followers serve their stale entry too, instead of each asking the failing origin.
             return FlightResult(FlightStatus.ERROR, error=OriginError(
-                f"origin answered {upstream.status}", reason=Reason.STATUS))
+                f"origin responded with status {upstream.status}", reason=Reason.STATUS))
         return FlightResult(FlightStatus.UNSHAREABLE)
 
     async def _respond_fetched(self, request: web.BaseRequest, lookup: Lookup, fetched: Fetched,
@@ -368,7 +368,7 @@ class Proxy:
             self.coalescer.release(flight, result)
 
     async def _pass_through(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        """Forward another method; a 2xx or 3xx answer to an unsafe one invalidates (RFC 9111 section 4.4).
+        """Forward another method. A 2xx or 3xx response to an unsafe one invalidates (RFC 9111 section 4.4).
 
         The target path and same-site Location and Content-Location paths are removed
         on every site, with all their variants, from the memory store and the shared tier.

@@ -31,7 +31,7 @@ class RequestContext:
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """What the lookup found for one request: its key, its rule and the stored entry, if any."""
+    """The result of one request's lookup: its key, its rule and the stored entry, if any."""
 
     key: CacheKey
     rule: Rule | None

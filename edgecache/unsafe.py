@@ -1,4 +1,4 @@
-"""Which stored paths an unsafe request invalidates (RFC 9111 section 4.4), as a pure function."""
+"""Invalidation by unsafe requests (RFC 9111 section 4.4): the paths to remove, as a pure function."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from edgecache.conditional import (
     not_modified_selects,
 )
 
-from semantics_support import FakeClock, background_done, get
+from semantics_support import FakeClock, background_done, get, until
 
 MODIFIED = "Tue, 14 Nov 2023 22:00:00 GMT"
 EARLIER = "Tue, 14 Nov 2023 21:00:00 GMT"
@@ -162,6 +162,23 @@ async def test_miss_answers_client_condition(origin, edgecache, client: aiohttp.
 
     assert (answer.status, answer.cache_status) == (304, "edgecache; fwd=uri-miss; stored")
     assert origin.validators("/shoe/p") == [(None, None)]
+
+
+async def test_follower_without_condition_gets_200(origin, edgecache, client: aiohttp.ClientSession) -> None:
+    origin.script("/shoe/p", headers=PAGE_HEADERS, body=b"shoe")
+    origin.gate = asyncio.Event()
+
+    leader = asyncio.create_task(get(client, edgecache, "/shoe/p", headers={"If-None-Match": '"v1"'}))
+    await until(lambda: origin.count("/shoe/p") == 1)
+    follower = asyncio.create_task(get(client, edgecache, "/shoe/p"))
+    await until(lambda: edgecache.stats.coalesced == 1)
+    origin.gate.set()
+    conditional, plain = await leader, await follower
+
+    assert (conditional.status, conditional.body) == (304, b"")
+    assert (plain.status, plain.body) == (200, b"shoe")
+    assert plain.cache_status == "edgecache; fwd=uri-miss; collapsed"
+    assert origin.count("/shoe/p") == 1
 
 
 async def test_no_condition_never_304_during_background_revalidation(

@@ -16,7 +16,7 @@ from redis_process import RedisProcess, redis_server, shared_settings  # noqa: F
 from semantics_support import FakeClock, background_done, get
 
 PAGE = {"Cache-Control": "max-age=10, stale-while-revalidate=30", "ETag": '"v1"'}
-# The longest time an invalidation may take to reach another node's memory store on loopback.
+# Maximum seconds an invalidation may take to reach another node's memory store on loopback.
 PROPAGATION_LIMIT = 1.0
 
 

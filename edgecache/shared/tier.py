@@ -174,7 +174,7 @@ class SharedTier:
     async def discard(self, full_key: str) -> bool:
         """Delete one stored variant; return whether Redis did.
 
-        NOTE: other nodes are not told, so a copy in their memory stores lives until it
+        NOTE: other nodes get no message, so a copy in their memory stores lives until it
         expires or is revalidated there.
         """
         done, _ = await self.call("discard", lambda: self.client.unlink(self.entry_key(full_key)))
