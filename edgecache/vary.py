@@ -15,6 +15,9 @@ from functools import lru_cache
 # What edgecache sends the origin for each bucket. "identity" is sent explicitly:
 # without any Accept-Encoding, every coding would be acceptable (RFC 9110 section 12.5.3).
 BUCKET_ACCEPT_ENCODING = {"br": "br, gzip", "gzip": "gzip", "identity": "identity"}
+# Separates the name=value parts of a variant key. RFC 9110 section 5.5 allows no control
+# characters in field values, so a value cannot contain it.
+_VARIANT_SEPARATOR = "\x1f"
 # Distinct Accept-Encoding values whose bucket is remembered; browsers send a handful.
 _BUCKET_CACHE_SIZE = 256
 
@@ -76,4 +79,21 @@ def variant_key(names: tuple[str, ...], request_headers: Mapping[str, str]) -> s
     """Return the secondary key for a request, given the stored response's Vary names."""
     if not names:
         return ""
-    return "\x1f".join(f"{name}={normalize_value(name, request_value(request_headers, name))}" for name in names)
+    return _VARIANT_SEPARATOR.join(f"{name}={normalize_value(name, request_value(request_headers, name))}"
+                                   for name in names)
+
+
+def variant_request_fields(variant: str) -> dict[str, str]:
+    """Return request fields that select a stored variant again, for a fetch edgecache makes itself.
+
+    Accept-Encoding gets its bucket's value (see `BUCKET_ACCEPT_ENCODING`). An empty value
+    stands for a field the variant's request did not have, so it is left out.
+    """
+    fields: dict[str, str] = {}
+    if not variant:
+        return fields
+    for part in variant.split(_VARIANT_SEPARATOR):
+        name, _, value = part.partition("=")
+        if value:
+            fields[name] = BUCKET_ACCEPT_ENCODING.get(value, value) if name == "accept-encoding" else value
+    return fields

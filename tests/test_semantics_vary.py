@@ -6,9 +6,11 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from edgecache.vary import accept_encoding_bucket, variant_key, vary_names
+from edgecache.inventory import InventoryEvent
+from edgecache.vary import accept_encoding_bucket, variant_key, variant_request_fields, vary_names
 
 from conftest import admin_url
+from inventory_pages import TOKEN, html_headers, product_page
 from semantics_support import FakeClock, get
 
 
@@ -62,6 +64,42 @@ async def test_variants_per_language(origin, edgecache, client: aiohttp.ClientSe
     assert (german.x_cache, french.x_cache) == ("HIT", "HIT")
     assert origin.count("/shoe/p") == 2
     assert len(edgecache.store) == 2
+
+
+@pytest.mark.parametrize(("variant", "fields"), [
+    pytest.param("", {}, id="edgecache-no-vary"),
+    pytest.param("accept-encoding=br", {"accept-encoding": "br, gzip"}, id="edgecache-bucket-value-br"),
+    pytest.param("accept-encoding=identity", {"accept-encoding": "identity"}, id="edgecache-bucket-value-identity"),
+    pytest.param("accept-encoding=gzip\x1faccept-language=de-de", {"accept-encoding": "gzip", "accept-language": "de-de"},
+                 id="9111-4.1-two-fields"),
+    pytest.param("accept-language=\x1fx-device=mobile", {"x-device": "mobile"}, id="9111-4.1-absent-field-left-out"),
+])
+def test_variant_request_fields(variant: str, fields: dict[str, str]) -> None:
+    assert variant_request_fields(variant) == fields
+
+
+@pytest.mark.parametrize("accept_encoding", ["gzip, deflate, br", "gzip", "identity"])
+def test_variant_request_fields_round_trip(accept_encoding: str) -> None:
+    variant = variant_key(("accept-encoding",), {"Accept-Encoding": accept_encoding})
+
+    assert variant_key(("accept-encoding",), variant_request_fields(variant)) == variant
+
+
+async def test_refetch_keeps_encoding_variant(origin, make_edgecache, client: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    origin.script("/a/p", headers=html_headers(Vary="Accept-Encoding"), body=product_page("A", "OutOfStock"))
+    edgecache = await make_edgecache(origin.url, {"admin": {"token": TOKEN}}, clock=clock)
+    await get(client, edgecache, "/a/p", headers={"Accept-Encoding": "gzip, deflate, br"})
+    origin.script("/a/p", headers=html_headers(Vary="Accept-Encoding"), body=product_page("A", "InStock"))
+    clock.advance(1)
+
+    edgecache.apply_inventory_events([InventoryEvent("A", state="in_stock", version=2)])
+    clock.advance(1)
+    await edgecache.refetcher.close()
+    answer = await get(client, edgecache, "/a/p", headers={"Accept-Encoding": "br, gzip"})
+
+    assert [request.headers["Accept-Encoding"] for request in origin.requests] == ["br, gzip", "br, gzip"]
+    assert (answer.x_cache, answer.body) == ("HIT", product_page("A", "InStock"))
 
 
 async def test_browsers_share_an_encoding_bucket(origin, edgecache, client: aiohttp.ClientSession) -> None:
