@@ -69,9 +69,9 @@ class Forwarder:
         """Forward a forced miss within the client's rate limit, sharing a public response in flight."""
         wait = self.bypass_limiter.acquire(request.remote or "")
         if wait > 0:
-            response = fail(context, 429, Reason.RATE_LIMITED, "too many requests with a query string")
-            response.headers["Retry-After"] = retry_after(wait)
-            return response
+            limited = fail(context, 429, Reason.RATE_LIMITED, "too many requests with a query string")
+            limited.headers["Retry-After"] = retry_after(wait)
+            return limited
         if request.method != "GET" or request.body_exists:
             return await self.forward(request, context, Outcome.BYPASS, Reason.QUERY)
         headers = forward_headers(request.headers, self.forward_context(request), strip_conditionals=False)

@@ -26,9 +26,7 @@ class Store(Protocol):
 
     def lookup(self, key: CacheKey, request_headers: Mapping[str, str]) -> Entry | None: ...
 
-    def variants_of(self, key: CacheKey) -> list[Entry]:
-        """Return every variant stored for a key, without touching LRU positions."""
-        return [self._entries[full_key] for full_key in self._variants.get(_primary(key), ())]
+    def variants_of(self, key: CacheKey) -> list[Entry]: ...
 
     def put(self, entry: Entry) -> list[Entry]: ...
 
