@@ -21,7 +21,7 @@ from .origin import ForwardContext, forward_headers, read_body
 from .outcomes import Outcome, Reason
 from .ratelimit import RateLimiter, retry_after
 from .request_context import RequestContext
-from .responses import buffered_response, cache_status, error_status, fail, stream_response
+from .responses import buffered_response, cache_status, error_status, fail, reject, stream_response
 from .stats import Stats
 
 
@@ -69,7 +69,7 @@ class Forwarder:
         """Forward a forced miss within the client's rate limit, sharing a public response in flight."""
         wait = self.bypass_limiter.acquire(request.remote or "")
         if wait > 0:
-            limited = fail(context, 429, Reason.RATE_LIMITED, "too many requests with a query string")
+            limited = reject(context, 429, Reason.RATE_LIMITED, "too many requests with a query string")
             limited.headers["Retry-After"] = retry_after(wait)
             return limited
         if request.method != "GET" or request.body_exists:

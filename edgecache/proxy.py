@@ -32,7 +32,7 @@ from .log import access_logger, cache_logger
 from .origin import OriginClient, forward_headers
 from .outcomes import Outcome, Reason
 from .request_context import Lookup, RequestContext
-from .responses import buffered_response, cache_status, error_status, fail, from_entry, stream_response
+from .responses import buffered_response, cache_status, error_status, fail, from_entry, reject, stream_response
 from .shared.invalidation import PurgeRequest
 from .stats import Stats
 from .store import MemoryStore
@@ -108,14 +108,14 @@ class Proxy:
         has one origin, so only the target's path and query are used.
         """
         if request.method in REJECTED_METHODS:
-            response = fail(context, 405, Reason.METHOD, f"method {request.method} is not allowed")
+            response = reject(context, 405, Reason.METHOD, f"method {request.method} is not allowed")
             response.headers["Allow"] = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
             return request, response
         if request.raw_path.startswith(("http://", "https://")):
             request = request.clone(rel_url=request.rel_url)
         problem = target_problem(request.raw_path)
         if problem is not None:
-            return request, fail(context, 400, Reason.BAD_REQUEST, problem)
+            return request, reject(context, 400, Reason.BAD_REQUEST, problem)
         return request, None
 
     async def _lookup(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
@@ -175,7 +175,7 @@ class Proxy:
             if entry is not None and entry.is_fresh(now):
                 self.store.put(entry)
                 return self._serve(request, entry, now, Outcome.HIT, context)
-        return fail(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
+        return reject(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
 
     def _rule_for(self, path: str) -> Rule | None:
         if len(path) <= MEMO_MAX_PATH_CHARS:

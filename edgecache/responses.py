@@ -17,6 +17,8 @@ from .outcomes import X_CACHE, Outcome
 from .request_context import RequestContext
 
 VIA = "1.1 edgecache"
+# The cache name that starts each Cache-Status value (RFC 9211 section 2).
+CACHE_NAME = "edgecache"
 # The RFC 9211 fwd value of an outcome when the caller names none.
 _FWD = {Outcome.STALE: "stale", Outcome.REVALIDATED: "stale", Outcome.MISS: "uri-miss", Outcome.ERROR: "uri-miss"}
 
@@ -30,7 +32,7 @@ def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | No
     it, the outcome's usual one is given. `reason` becomes the single detail.
     `collapsed` marks a request that waited for another request's origin fetch.
     """
-    parts = ["edgecache"]
+    parts = [CACHE_NAME]
     if outcome is Outcome.HIT:
         parts.append("hit")
     elif outcome is Outcome.BYPASS:
@@ -108,6 +110,15 @@ def fail(context: RequestContext, status: int, reason: str, message: str, *,
     context.outcome, context.reason = Outcome.ERROR, reason
     status_value = cache_status(forwarded, reason=reason)
     return error_response(status, message, outcome=Outcome.ERROR, status_value=status_value)
+
+
+def reject(context: RequestContext, status: int, reason: str, message: str) -> web.Response:
+    """Build an error response for a request that edgecache answers without contacting the origin.
+
+    Its Cache-Status has no fwd parameter, because nothing went forward (RFC 9211 section 2.2).
+    """
+    context.outcome, context.reason = Outcome.ERROR, reason
+    return error_response(status, message, outcome=Outcome.ERROR, status_value=f"{CACHE_NAME}; detail={reason}")
 
 
 def error_response(status: int, message: str, *, outcome: Outcome, status_value: str) -> web.Response:

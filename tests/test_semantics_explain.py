@@ -9,8 +9,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
-from conftest import admin_url
+from conftest import admin_url, proxy_url
 from semantics_support import FakeClock, get
 
 
@@ -102,3 +103,25 @@ async def test_freshness_decision_logged(origin, make_edgecache, client: aiohttp
         "lifetime": "30.000", "source": "s-maxage", "initial_age": "5.000", "fresh_until": "1700000025.000",
         "stale_while_revalidate_until": "1700000025.000", "stale_if_error_until": "1700000025.000",
     }
+
+
+async def test_rejections_carry_one_reason(origin, make_edgecache, client: aiohttp.ClientSession,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    edgecache = await make_edgecache(origin.url, {"server": {"bypass_rate": 0.001, "bypass_burst": 1}})
+    await get(client, edgecache, "/shoe/p?color=red")
+    caplog.set_level(logging.INFO, logger="edgecache.access")
+    caplog.clear()
+
+    limited = await get(client, edgecache, "/shoe/p?color=blue")
+    async with client.get(URL(proxy_url(edgecache, "/shoe/%zz"), encoded=True)) as response:
+        invalid = (response.status, response.headers["Cache-Status"])
+    async with client.get(admin_url(edgecache, "/metrics")) as response:
+        metrics = await response.text()
+
+    assert (limited.status, limited.cache_status) == (429, "edgecache; detail=rate-limited")
+    assert invalid == (400, "edgecache; detail=bad-request")
+    assert [getattr(record, "reason") for record in caplog.records if record.name == "edgecache.access"] == [
+        "rate-limited", "bad-request"]
+    for reason in ("rate-limited", "bad-request"):
+        assert f'edgecache_cache_skips_total{{reason="{reason}"}} 1.0' in metrics.splitlines()
+    assert origin.count() == 1
