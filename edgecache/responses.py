@@ -113,7 +113,7 @@ def fail(context: RequestContext, status: int, reason: str, message: str, *,
 
 
 def reject(context: RequestContext, status: int, reason: str, message: str) -> web.Response:
-    """Build an error response for a request that edgecache answers without contacting the origin.
+    """Build an error response for a request that edgecache rejects without contacting the origin.
 
     Its Cache-Status has no fwd parameter, because nothing went forward (RFC 9211 section 2.2).
     """
