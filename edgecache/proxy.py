@@ -139,9 +139,15 @@ class Proxy:
                 return self._serve(request, entry, now, Outcome.STALE, context)
         if "cache-control" in request.headers and "only-if-cached" in parse_cache_control(
                 request.headers.getall("cache-control")):
-            return await self._only_if_cached(request, key, context)
+            hit = await self._shared_hit(request, key, context)
+            if hit is not None:
+                return hit
+            return reject(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
         if request.method == "HEAD" and entry is None:
             # A HEAD miss is forwarded as HEAD and never stored: it has no body to store.
+            hit = await self._shared_hit(request, key, context)
+            if hit is not None:
+                return hit
             return await self.forwarder.forward(request, context, Outcome.MISS, Reason.METHOD)
         if entry is None and "range" in request.headers and store_key(key, "") in self._too_large:
             return await self.forwarder.forward(request, context, Outcome.MISS, Reason.TOO_LARGE)
@@ -166,16 +172,21 @@ class Proxy:
         return from_entry(request, entry, age=age, outcome=outcome, status_value=status_value,
                           extra_headers=extra_headers)
 
-    async def _only_if_cached(self, request: web.BaseRequest, key: CacheKey,
-                              context: RequestContext) -> web.Response:
-        """Serve only-if-cached from a fresh Redis entry, else return 504 (RFC 9111 section 5.2.1.7)."""
-        if self.shared is not None:
-            entry = await self.shared.tier.lookup(key, request.headers)
-            now = self.clock()
-            if entry is not None and entry.is_fresh(now):
-                self.store.put(entry)
-                return self._serve(request, entry, now, Outcome.HIT, context)
-        return reject(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
+    async def _shared_hit(self, request: web.BaseRequest, key: CacheKey,
+                          context: RequestContext) -> web.Response | None:
+        """Serve a fresh entry from Redis, or return None when there is none or no shared tier.
+
+        Used where a memory miss must not reach the origin through the miss path: a HEAD
+        and an only-if-cached request (RFC 9111 section 5.2.1.7).
+        """
+        if self.shared is None:
+            return None
+        entry = await self.shared.tier.lookup(key, request.headers)
+        now = self.clock()
+        if entry is None or not entry.is_fresh(now):
+            return None
+        self.store.put(entry)
+        return self._serve(request, entry, now, Outcome.HIT, context)
 
     def _rule_for(self, path: str) -> Rule | None:
         if len(path) <= MEMO_MAX_PATH_CHARS:

@@ -143,3 +143,15 @@ async def test_unstorable_replacement_leaves_shared_tier(origin, redis_server, m
     assert (replaced.body, replaced.cache_status) == (b"private", "edgecache; fwd=request; detail=no-store")
     assert (on_b.body, on_b.x_cache) == (b"private", "MISS")
     assert origin.count("/shoe/p") == 3
+
+
+async def test_head_hit_from_shared(origin, nodes, client: aiohttp.ClientSession) -> None:
+    node_a, node_b = nodes
+    origin.script("/shoe/p", headers={"Cache-Control": "max-age=60"}, body=b"shoe")
+    await get(client, node_a, "/shoe/p")
+
+    head = await get(client, node_b, "/shoe/p", method="HEAD")
+
+    assert (head.status, head.body, head.cache_status) == (200, b"", "edgecache; hit; ttl=60")
+    assert head.headers["Content-Length"] == "4"
+    assert origin.count() == 1
