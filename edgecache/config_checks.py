@@ -104,6 +104,7 @@ CHECKS: dict[str, Check] = {
     "tags.header": _tag_header,
     "inventory.low_stock_threshold": _non_negative,
     "inventory.storm_interval": _non_negative,
+    "inventory.storm_flip_purges": _positive,
     "inventory.max_batch_events": _positive,
     "reconcile.requests_per_second": _non_negative,
     "reconcile.hot_entries": _positive,

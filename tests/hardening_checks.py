@@ -31,7 +31,7 @@ async def assert_healthy(edgecache: Edgecache, client: aiohttp.ClientSession, pa
     await asyncio.sleep(0)
     assert edgecache.origin.in_use == 0
     assert len(edgecache.proxy.coalescer) == 0
-    assert len(edgecache.proxy.bypass_flights) == 0
+    assert len(edgecache.proxy.forwarder.bypass_flights) == 0
     assert not edgecache.proxy._background
     assert edgecache_tasks() == []
 
@@ -58,5 +58,5 @@ async def fetch(client: aiohttp.ClientSession, url: str, **kwargs: object) -> tu
 
 def bypass_followers(edgecache: Edgecache) -> int:
     """Return how many requests wait on forced misses in flight (each shielded wait adds one callback)."""
-    futures = list(edgecache.proxy.bypass_flights._flights.values())
+    futures = list(edgecache.proxy.forwarder.bypass_flights._flights.values())
     return sum(len(future._callbacks or []) for future in futures)  # type: ignore[attr-defined]
