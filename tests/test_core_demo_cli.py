@@ -56,9 +56,10 @@ async def test_demo_shows_miss_then_hit() -> None:
     args = ("demo", "--listen", f"127.0.0.1:{proxy}", "--admin-listen", f"127.0.0.1:{admin}",
             "--origin-listen", f"127.0.0.1:{origin}")
     async with running(*args, last_line="press Ctrl-C to stop") as (process, lines):
-        assert lines[:3] == [
+        assert lines[:4] == [
             f"demo storefront (origin): http://127.0.0.1:{origin}/",
             f"edgecache (shoppers):     http://127.0.0.1:{proxy}/",
+            f"dashboard (operators):    http://127.0.0.1:{admin}/",
             f"admin figures:            http://127.0.0.1:{admin}/stats  and /metrics",
         ]
         assert f"GET {PAGE} (first): 200 X-Cache: MISS  Cache-Status: edgecache; fwd=uri-miss; stored" in lines
@@ -105,6 +106,7 @@ async def test_demo_port_zero_prints_bound_ports() -> None:
     args = ("demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--origin-listen", "127.0.0.1:0")
     async with running(*args, last_line="press Ctrl-C to stop") as (process, lines):
         urls = [line.split("http://", 1)[1].split("/", 1)[0] for line in lines[:3]]
+        assert lines[3].startswith(f"admin figures:            http://{urls[2]}/stats")
         ports = [int(url.rpartition(":")[2]) for url in urls]
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://{urls[1]}{PAGE}") as response:
