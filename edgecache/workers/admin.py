@@ -1,15 +1,19 @@
 """The supervisor's admin listener: figures of the whole instance, purges sent to every worker.
 
 GET /stats and /metrics add up every live worker's figures, read from its Unix
-socket. Any POST (purges, figure resets, inventory events) is sent to every live
-worker, and the response waits for all of them. It is the first failure when a
-worker fails, else the workers' JSON documents with their numbers summed.
-Other GET paths are served by the first live worker.
+socket. Any POST (purges, figure resets) is sent to every live worker, and the
+response waits for all of them. It is the first failure when a worker fails,
+else the workers' JSON documents with their numbers summed. An inventory event
+is decided by one worker (against Redis when the shared tier is on), and the
+others adopt the SKU records it returns before the response, so every worker's
+memory copies are purged and the event is counted once. Other GET paths are
+served by the first live worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -21,7 +25,7 @@ from ..admin import json_error, json_response
 from ..log import admin_logger
 from ..metrics import build_registry, render
 from .figures import merge_stats, sum_figures
-from .worker import FIGURES_PATH
+from .worker import ADOPT_PATH, DECIDE_PATH, FIGURES_PATH
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor, WorkerSlot
@@ -47,7 +51,10 @@ async def _call(slot: WorkerSlot, method: str, path: str, *, body: bytes | None 
 
 async def _call_all(supervisor: Supervisor, method: str, path: str, **options: Any) -> list[tuple[int, Any]]:
     """Send a request to every live worker at once; a worker that does not respond gives status 502."""
-    slots = [slot for slot in supervisor.slots if slot.alive()]
+    return await _call_each([slot for slot in supervisor.slots if slot.alive()], method, path, **options)
+
+
+async def _call_each(slots: list[WorkerSlot], method: str, path: str, **options: Any) -> list[tuple[int, Any]]:
     results = await asyncio.gather(*(_call(slot, method, path, **options) for slot in slots),
                                    return_exceptions=True)
     answers: list[tuple[int, Any]] = []
@@ -138,6 +145,38 @@ async def fan_out(request: web.Request) -> web.Response:
     return json_response(documents[0])
 
 
+async def inventory_events(request: web.Request) -> web.Response:
+    """Have one worker decide a batch of inventory events, then every other worker adopt the result."""
+    supervisor = request.app[SUPERVISOR_KEY]
+    slots = [slot for slot in supervisor.slots if slot.alive()]
+    if not slots:
+        return json_error(503, "no worker is running; try again when /health shows the workers")
+    body = await request.read()
+    headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+    [(status, decided)] = await _call_each(slots[:1], "POST", DECIDE_PATH, body=body, headers=headers)
+    if status != 200:
+        return _passed_on(status, decided)
+    message = json.dumps(decided["message"]).encode()
+    answers = await _call_each(slots[1:], "POST", ADOPT_PATH, body=message,
+                               headers={"Content-Type": "application/json"})
+    failed = next(((status, data) for status, data in answers if status != 200), None)
+    if failed is not None:
+        # The deciding worker applied the events, so a retry of the batch is ignored as old
+        # versions and would not reach this worker; the error says which worker missed them.
+        return _passed_on(*failed)
+    result = decided["result"]
+    for _, adopted in answers:
+        result["purged"] += adopted["purged"]
+        result["deferred"] += adopted["deferred"]
+    return json_response({**result, "workers": len(slots)})
+
+
+def _passed_on(status: int, data: Any) -> web.Response:
+    if isinstance(data, str):
+        return web.Response(status=status, text=data)
+    return json_response(data, status=status)
+
+
 async def first_worker(request: web.Request) -> web.StreamResponse:
     """Serve other GET paths (for example a dashboard page) from the first live worker."""
     supervisor = request.app[SUPERVISOR_KEY]
@@ -155,6 +194,7 @@ def create_supervisor_app(supervisor: Supervisor) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/events/inventory", inventory_events)
     app.router.add_post("/{tail:.*}", fan_out)
     app.router.add_get("/{tail:.*}", first_worker)
     return app

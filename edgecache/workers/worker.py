@@ -3,7 +3,9 @@
 Each worker runs its own event loop (uvloop when installed) and binds the proxy
 port with SO_REUSEPORT, so the kernel spreads new connections over the workers.
 Instead of the admin port, a worker serves the admin app on a Unix socket that
-only the supervisor uses, with one more route: the raw figures the supervisor adds up.
+only the supervisor uses, with three more routes: the raw figures the supervisor
+adds up, inventory events answered with the SKU records they left, and the
+adoption of such records decided by a sibling worker.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from typing import Any
 
 from aiohttp import web
 
-from ..admin import EDGECACHE_KEY, json_response
+from ..admin import EDGECACHE_KEY, json_error, json_response
+from ..admin_events import receive_events
 from ..config import Settings
 from ..log import workers_logger
+from ..shared.invalidation import InventoryMessage, decode_message
 from .figures import export_stats
 
 FIGURES_PATH = "/internal/figures"
+DECIDE_PATH = "/internal/events/inventory"
+ADOPT_PATH = "/internal/inventory/adopt"
 # Seconds between two checks that the supervisor still runs.
 ORPHAN_CHECK_INTERVAL = 1.0
 
@@ -30,6 +36,29 @@ async def figures(request: web.Request) -> web.Response:
     data: dict[str, Any] = {"stats": export_stats(edgecache.stats), "cache": edgecache.cache_figures(),
                             "shared": {"state": "off"} if edgecache.shared is None else edgecache.shared.snapshot()}
     return json_response(data)
+
+
+async def decide_events(request: web.Request) -> web.Response:
+    return await receive_events(request, with_records=True)
+
+
+async def adopt_records(request: web.Request) -> web.Response:
+    """Apply the SKU records a sibling worker decided; without Redis this worker also refetches."""
+    edgecache = request.app[EDGECACHE_KEY]
+    try:
+        _, message = decode_message(await request.read())
+    except ValueError as exc:
+        return json_error(400, f"invalid inventory records: {exc}")
+    if not isinstance(message, InventoryMessage):
+        return json_error(400, "invalid inventory records: the message is not of type inventory")
+    result = edgecache.adopt_inventory(message.records, at=message.at, refetch=edgecache.shared is None)
+    return json_response(result)
+
+
+def add_worker_routes(app: web.Application) -> None:
+    app.router.add_get(FIGURES_PATH, figures)
+    app.router.add_post(DECIDE_PATH, decide_events)
+    app.router.add_post(ADOPT_PATH, adopt_records)
 
 
 def run_worker(settings: Settings, index: int, socket_path: str) -> None:
@@ -42,7 +71,7 @@ def run_worker(settings: Settings, index: int, socket_path: str) -> None:
     os.setpgrp()
     configure_logging(settings.server.log_level)
     edgecache = Edgecache(settings, reuse_port=True, admin_socket=socket_path)
-    edgecache.admin_app.router.add_get(FIGURES_PATH, figures)
+    add_worker_routes(edgecache.admin_app)
 
     async def serve() -> None:
         watchdog = asyncio.create_task(_stop_when_orphaned(os.getppid()))

@@ -1,0 +1,175 @@
+"""Inventory state in Redis: one record per SKU, so that every node acts on an event once.
+
+A node decides an inventory event against the SKU's record in Redis, not against
+its own memory. The first node to apply a version purges the SKU's pages in Redis,
+writes the new record and publishes it; a node that gets the same or an older
+version later finds it in Redis and does nothing there. Other nodes adopt the
+published records (see `InventoryMessage`), which purges their memory copies.
+
+The record is written in a WATCH/MULTI transaction after the Redis purges, so a
+node that fails half-way leaves the old record and a retried event acts again.
+Each record lives at `i:<tag>` (after `cache.shared_key_prefix`), where the tag
+is the SKU's tag, so that `SharedTier.put` can fence fills by their tags. Records
+have no expiry: about 100 bytes per SKU ever seen, and `volatile-lru` never evicts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.exceptions import WatchError
+
+from ..entry import Entry
+from ..extract import STATES
+from ..inventory import Action, Decision, EventResult, InventoryEvent, InventoryTracker, SkuRecord
+from ..log import shared_logger
+from .invalidation import InventoryMessage
+from .tier import SharedTier
+
+# Transactions tried per batch when other nodes change the same records meanwhile.
+# NOTE: when every attempt collides, the batch counts as a Redis failure (tier down
+# for cache.shared_retry_interval) and the events apply to this node only.
+MAX_ATTEMPTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class SharedDecisions:
+    """What Redis decided for a batch of events."""
+
+    # One per event, in order.
+    decisions: tuple[Decision, ...]
+    # The record of each SKU of the batch after it, as an event that other processes adopt.
+    records: tuple[InventoryEvent, ...]
+    # Entries purged in Redis (removed, or marked stale).
+    purged: int
+
+
+class SharedInventory:
+    """SKU records in Redis, and the Redis purges and messages that follow from them."""
+
+    def __init__(self, tier: SharedTier, *, sku_template: str, low_stock_threshold: int) -> None:
+        self.tier = tier
+        self.sku_template = sku_template
+        self.low_stock_threshold = low_stock_threshold
+
+    def __repr__(self) -> str:
+        return f"<SharedInventory {self.tier!r}>"
+
+    def record_key(self, sku: str) -> str:
+        return self.tier.record_key(self.sku_template.format(sku=sku))
+
+    async def decide(self, events: Sequence[InventoryEvent], *, now: float) -> SharedDecisions | None:
+        """Apply events to the records in Redis, purge there and publish; None when Redis failed."""
+        done, decided = await self.tier.call("inventory", lambda: self._decide(events, now))
+        return decided if done else None
+
+    async def _decide(self, events: Sequence[InventoryEvent], now: float) -> SharedDecisions:
+        skus = list(dict.fromkeys(event.sku for event in events))
+        keys = [self.record_key(sku) for sku in skus]
+        async with self.tier.client.pipeline(transaction=True) as transaction:
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    await transaction.watch(*keys)
+                    before = await self._read(skus, keys)
+                    tracker = InventoryTracker(sku_template=self.sku_template)
+                    for record in before.values():
+                        tracker.restore(record)
+                    decisions = tuple(tracker.apply(event, low_stock_threshold=self.low_stock_threshold, now=now)
+                                      for event in events)
+                    purged = await self._purge_pages(events, decisions, before, tracker, now)
+                    transaction.multi()
+                    for sku, key in zip(skus, keys):
+                        record = tracker.record(sku)
+                        if record is not None and record != before.get(sku):
+                            transaction.hset(key, mapping=_fields(record))
+                    await transaction.execute()
+                except WatchError:
+                    if attempt == MAX_ATTEMPTS:
+                        raise
+                    continue
+                break
+        records = tuple(InventoryEvent(record.sku, state=record.state, version=record.version)
+                        for record in (tracker.record(sku) for sku in skus) if record is not None)
+        changed = {event.sku for event, decision in zip(events, decisions) if decision.action is not Action.NONE}
+        if changed:
+            message = InventoryMessage(tuple(record for record in records if record.sku in changed), now)
+            await self.tier.client.publish(self.tier.channel, message.encode(self.tier.node))
+        return SharedDecisions(decisions, records, purged)
+
+    async def _read(self, skus: list[str], keys: list[str]) -> dict[str, SkuRecord]:
+        async with self.tier.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            values = await pipe.execute()
+        records = {}
+        for sku, key, fields in zip(skus, keys, values):
+            if not fields:
+                continue
+            record = _parse_record(sku, fields)
+            if record is None:
+                self.tier.figures["corrupt"] += 1
+                shared_logger.warning("ignored invalid inventory record at Redis key %r: %r", key, fields)
+                continue
+            records[sku] = record
+        return records
+
+    async def _purge_pages(self, events: Sequence[InventoryEvent], decisions: Sequence[Decision],
+                           before: dict[str, SkuRecord], tracker: InventoryTracker, now: float) -> int:
+        """Purge the Redis entries of each SKU the batch changed: hard when any of its events was hard.
+
+        NOTE: Redis copies are purged on every change, without the storm window that
+        bounds purges of memory copies (`inventory.storm_interval`).
+        """
+        hard: dict[str, bool] = {}
+        for event, decision in zip(events, decisions):
+            if decision.action is not Action.NONE:
+                hard[event.sku] = hard.get(event.sku, False) or decision.action is Action.HARD
+        purged = 0
+        for sku, is_hard in hard.items():
+            record = tracker.record(sku)
+            assert record is not None, "a SKU with an action has a record"
+            keep = None
+            if sku not in before:
+                # No earlier state to compare with: pages that already show this one stay.
+                def keep(entry: Entry, sku: str = sku, state: str = record.state) -> bool:
+                    return dict(entry.claims).get(sku) == state
+            purged += await self.tier.purge_tag(tracker.tag_for(sku), soft=not is_hard, at=now, keep=keep)
+            if shared_logger.isEnabledFor(logging.DEBUG):
+                shared_logger.debug("inventory sku=%s state=%s version=%s purge=%s",
+                                    sku, record.state, record.version, "hard" if is_hard else "soft")
+        return purged
+
+
+def _fields(record: SkuRecord) -> dict[str, str]:
+    return {
+        "sku": record.sku,
+        "state": record.state,
+        "version": "" if record.version is None else str(record.version),
+        "changes": " ".join(repr(at) for at in record.changes),
+        # Read by the put script to fence fills; empty when the SKU never changed state.
+        "changed_at": repr(record.changed_at) if record.changes else "",
+    }
+
+
+def _parse_record(sku: str, fields: dict[bytes, bytes]) -> SkuRecord | None:
+    """Parse a record read from Redis; None when a field is missing or invalid."""
+    try:
+        state = fields[b"state"].decode()
+        version_text = fields[b"version"].decode()
+        changes = tuple(float(at) for at in fields[b"changes"].decode().split())
+        version = int(version_text) if version_text else None
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return None
+    if state not in STATES or fields.get(b"sku", b"").decode(errors="replace") != sku:
+        return None
+    return SkuRecord(sku, state, version, changes)
+
+
+def counted(decisions: Sequence[Decision]) -> dict[str, int]:
+    """Count decisions by result, for the API response."""
+    results = {result.value: 0 for result in EventResult}
+    for decision in decisions:
+        results[decision.result] += 1
+    return results
