@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -61,8 +62,9 @@ def add_worker_routes(app: web.Application) -> None:
     app.router.add_post(ADOPT_PATH, adopt_records)
 
 
-def run_worker(settings: Settings, index: int, socket_path: str) -> None:
-    """Serve until SIGTERM or SIGINT; the target of each worker process."""
+def run_worker(settings: Settings, index: int, socket_path: str,
+               load_settings: Callable[[], Settings] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, reloading on SIGHUP; the target of each worker process."""
     from ..cli import configure_logging, run_async
     from ..server import Edgecache, serve_forever
 
@@ -76,7 +78,7 @@ def run_worker(settings: Settings, index: int, socket_path: str) -> None:
     async def serve() -> None:
         watchdog = asyncio.create_task(_stop_when_orphaned(os.getppid()))
         try:
-            await serve_forever(edgecache)
+            await serve_forever(edgecache, load_settings=load_settings)
         finally:
             watchdog.cancel()
 
