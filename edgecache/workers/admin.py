@@ -35,6 +35,8 @@ SUPERVISOR_KEY: web.AppKey["Supervisor"] = web.AppKey("supervisor")
 WORKER_TIMEOUT = 10.0
 # Request headers passed on to workers.
 FORWARDED_HEADERS = ("Authorization", "Content-Type")
+# Response headers of a worker's GET passed back to the client.
+PASSED_BACK_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control", "ETag", "Last-Modified")
 
 
 async def _call(slot: WorkerSlot, method: str, path: str, *, body: bytes | None = None,
@@ -178,14 +180,26 @@ def _passed_on(status: int, data: Any) -> web.Response:
 
 
 async def first_worker(request: web.Request) -> web.StreamResponse:
-    """Serve other GET paths (for example a dashboard page) from the first live worker."""
+    """Serve other GET paths (the dashboard page, its script and style sheet) from the first live worker.
+
+    The body and its Content-Type pass through unchanged, because browsers refuse a
+    style sheet, and with nosniff a script, served under another type.
+    """
     supervisor = request.app[SUPERVISOR_KEY]
     slot = next((slot for slot in supervisor.slots if slot.alive()), None)
     if slot is None:
         return json_error(503, "no worker is running")
-    status, data = await _call(slot, "GET", request.path_qs)
-    return json_response(data, status=status) if not isinstance(data, str) else web.Response(
-        status=status, text=data, content_type="text/html" if data.lstrip().startswith("<") else "text/plain")
+    connector = aiohttp.UnixConnector(path=slot.socket_path)
+    timeout = aiohttp.ClientTimeout(total=WORKER_TIMEOUT)
+    try:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
+            async with session.get(f"http://worker{request.path_qs}") as response:
+                body = await response.read()
+                headers = {name: response.headers[name] for name in PASSED_BACK_HEADERS if name in response.headers}
+                return web.Response(status=response.status, body=body, headers=headers)
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        admin_logger.warning("worker %d failed to respond to GET %s: %r", slot.index, request.path, exc)
+        return json_error(502, f"worker {slot.index} failed to respond: {exc!r}")
 
 
 def create_supervisor_app(supervisor: Supervisor) -> web.Application:
