@@ -19,7 +19,7 @@ from redis_process import redis_server, shared_settings  # noqa: F401
 
 SWR = "max-age=60, stale-while-revalidate=30"
 NODE = {"admin": {"token": TOKEN}, "inventory": {"refresh_on_event": False, "storm_interval": 0.0}}
-# The longest time an inventory event may take to reach another node's memory store on loopback.
+# Maximum time an inventory event may take to reach another node's memory store on loopback.
 PROPAGATION_LIMIT = 0.1
 
 

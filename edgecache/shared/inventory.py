@@ -2,7 +2,7 @@
 
 A node decides an inventory event against the SKU's record in Redis, not against
 its own memory. The first node to apply a version purges the SKU's pages in Redis,
-writes the new record and publishes it; a node that gets the same or an older
+writes the new record and publishes it. A node that gets the same or an older
 version later finds it in Redis and does nothing there. Other nodes adopt the
 published records (see `InventoryMessage`), which purges their memory copies.
 
@@ -36,7 +36,7 @@ MAX_ATTEMPTS = 20
 
 @dataclass(frozen=True, slots=True)
 class SharedDecisions:
-    """What Redis decided for a batch of events."""
+    """The outcome of a batch of events in Redis."""
 
     # One per event, in order.
     decisions: tuple[Decision, ...]

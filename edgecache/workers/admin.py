@@ -164,7 +164,7 @@ async def inventory_events(request: web.Request) -> web.Response:
     failed = next(((status, data) for status, data in answers if status != 200), None)
     if failed is not None:
         # The deciding worker applied the events, so a retry of the batch is ignored as old
-        # versions and would not reach this worker; the error says which worker missed them.
+        # versions and would not reach this worker. The error names the worker that missed them.
         return _passed_on(*failed)
     result = decided["result"]
     for _, adopted in answers:

@@ -4,8 +4,8 @@ Each worker runs its own event loop (uvloop when installed) and binds the proxy
 port with SO_REUSEPORT, so the kernel spreads new connections over the workers.
 Instead of the admin port, a worker serves the admin app on a Unix socket that
 only the supervisor uses, with three more routes: the raw figures the supervisor
-adds up, inventory events answered with the SKU records they left, and the
-adoption of such records decided by a sibling worker.
+adds up, inventory events whose response includes the SKU records they left, and
+the adoption of such records decided by a sibling worker.
 """
 
 from __future__ import annotations
