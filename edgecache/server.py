@@ -122,9 +122,10 @@ class Edgecache:
                     soft: bool, forbid_stale: bool = False, shared: bool = True) -> dict[str, Any]:
         """Purge entries here, in Redis and on every node sharing it.
 
-        Paths and prefixes are canonicalized as request paths are. Every purge (admin
-        requests, inventory events) goes through here so that it reaches the other
-        nodes; `shared=False` applies it to this process's memory store only.
+        Paths and prefixes are canonicalized as request paths are. Admin purges go
+        through here so that they reach the other nodes, and `shared=False` applies one
+        to this process's memory store only. Inventory events reach the other nodes
+        through `receive_inventory_events` instead.
         """
         key_settings = self.settings.key
         canonical = [canonical_path(path, fold_trailing_slash=key_settings.fold_trailing_slash,

@@ -197,6 +197,31 @@ async def test_fill_before_change_not_shared(origin, nodes, client, clock) -> No
     assert await entry_keys(node_a) == []
 
 
+async def test_fill_racing_record_purged(origin, nodes, client, clock) -> None:
+    node_a, node_b = nodes
+    await get(client, node_a, "/a/p")
+    old_fill = node_a.store.lookup(CacheKey(node_a.settings.site_host, "/a/p"), {})
+    assert old_fill is not None
+    clock.advance(1)
+    written: list[bool] = []
+    purge_tag = node_b.shared.tier.purge_tag
+
+    async def purge_then_write_old_fill(*args, **options) -> int:
+        purged = await purge_tag(*args, **options)
+        if not written:
+            # Another node writes a fill that started before the change, before the record exists.
+            written.append(await node_a.shared.tier.put(old_fill))
+        return purged
+
+    node_b.shared.tier.purge_tag = purge_then_write_old_fill
+
+    body = await send(client, node_b, {"sku": "A", "state": "out_of_stock", "version": 1})
+
+    assert written == [True]
+    assert body == answer(**{"first-seen": 1, "shared_purged": 2})
+    assert await entry_keys(node_b) == []
+
+
 async def test_fill_after_change_is_shared(origin, nodes, client, clock) -> None:
     node_a, node_b = nodes
     await send(client, node_b, {"sku": "A", "state": "in_stock", "version": 1})

@@ -16,7 +16,7 @@ have no expiry: about 100 bytes per SKU ever seen, and `volatile-lru` never evic
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from redis.exceptions import WatchError
@@ -78,7 +78,7 @@ class SharedInventory:
                         tracker.restore(record)
                     decisions = tuple(tracker.apply(event, low_stock_threshold=self.low_stock_threshold, now=now)
                                       for event in events)
-                    purged = await self._purge_pages(events, decisions, before, tracker, now)
+                    purged = await self._purge_pages(events, decisions, before, tracker, now, second_pass=False)
                     transaction.multi()
                     for sku, key in zip(skus, keys):
                         record = tracker.record(sku)
@@ -90,6 +90,9 @@ class SharedInventory:
                         raise
                     continue
                 break
+        # A node whose fill started before the change may have written it between the
+        # first pass and the record, when the put script could not fence it yet.
+        purged += await self._purge_pages(events, decisions, before, tracker, now, second_pass=True)
         records = tuple(InventoryEvent(record.sku, state=record.state, version=record.version)
                         for record in (tracker.record(sku) for sku in skus) if record is not None)
         changed = {event.sku for event, decision in zip(events, decisions) if decision.action is not Action.NONE}
@@ -116,8 +119,11 @@ class SharedInventory:
         return records
 
     async def _purge_pages(self, events: Sequence[InventoryEvent], decisions: Sequence[Decision],
-                           before: dict[str, SkuRecord], tracker: InventoryTracker, now: float) -> int:
+                           before: dict[str, SkuRecord], tracker: InventoryTracker, now: float, *,
+                           second_pass: bool) -> int:
         """Purge the Redis entries of each SKU the batch changed: hard when any of its events was hard.
+
+        The second pass, after the record is written, purges only entries filled before `now`.
 
         NOTE: Redis copies are purged on every change, without the storm window that
         bounds purges of memory copies (`inventory.storm_interval`).
@@ -130,16 +136,35 @@ class SharedInventory:
         for sku, is_hard in hard.items():
             record = tracker.record(sku)
             assert record is not None, "a SKU with an action has a record"
-            keep = None
-            if sku not in before:
-                # No earlier state to compare with: pages that already show this one stay.
-                def keep(entry: Entry, sku: str = sku, state: str = record.state) -> bool:
-                    return dict(entry.claims).get(sku) == state
+            keep = _keeper(sku, record.state if sku not in before else None,
+                           filled_since=now if second_pass else None, stale_at=now if second_pass and not is_hard else None)
             purged += await self.tier.purge_tag(tracker.tag_for(sku), soft=not is_hard, at=now, keep=keep)
-            if shared_logger.isEnabledFor(logging.DEBUG):
+            if shared_logger.isEnabledFor(logging.DEBUG) and not second_pass:
                 shared_logger.debug("inventory sku=%s state=%s version=%s purge=%s",
                                     sku, record.state, record.version, "hard" if is_hard else "soft")
         return purged
+
+
+def _keeper(sku: str, first_state: str | None, *, filled_since: float | None,
+            stale_at: float | None) -> Callable[[Entry], bool] | None:
+    """Return which entries a purge keeps, or None when it purges every entry of the tag.
+
+    `first_state` is the state of a SKU seen for the first time, so there is no earlier
+    state to compare with and pages that already show this one stay. With
+    `filled_since`, entries whose origin request started at or after it stay too, and
+    with `stale_at`, entries already stale at that time.
+    """
+    if first_state is None and filled_since is None and stale_at is None:
+        return None
+
+    def keep(entry: Entry) -> bool:
+        if filled_since is not None and entry.request_time >= filled_since:
+            return True
+        if stale_at is not None and not entry.is_fresh(stale_at):
+            return True
+        return first_state is not None and dict(entry.claims).get(sku) == first_state
+
+    return keep
 
 
 def _fields(record: SkuRecord) -> dict[str, str]:
