@@ -146,7 +146,7 @@ async def purge(request: web.Request) -> web.Response:
 def create_admin_app(edgecache: Edgecache) -> web.Application:
     app = web.Application()
     app[EDGECACHE_KEY] = edgecache
-    edgecache.registry = build_registry(edgecache.stats, edgecache.cache_figures)
+    edgecache.registry = build_registry(edgecache.stats, edgecache.cache_figures, edgecache.shared_figures)
     app.router.add_get("/", dashboard)
     app.router.add_static("/static/", STATIC_DIR)
     app.router.add_get("/health", health)

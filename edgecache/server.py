@@ -113,9 +113,12 @@ class Edgecache:
         """Return "off" without a shared tier, else "up" or "down"."""
         return "off" if self.shared is None else self.shared.state
 
+    def shared_figures(self) -> dict[str, Any]:
+        return {"state": "off"} if self.shared is None else self.shared.snapshot()
+
     def snapshot(self) -> dict[str, Any]:
         snapshot = self.stats.snapshot(cache=self.cache_figures())
-        snapshot["shared"] = {"state": "off"} if self.shared is None else self.shared.snapshot()
+        snapshot["shared"] = self.shared_figures()
         return snapshot
 
     async def purge(self, *, paths: list[str], prefixes: list[str], tags: list[str], purge_all: bool,

@@ -206,3 +206,24 @@ async def test_stats_and_health_show_shared(two_nodes, client) -> None:
 async def test_health_without_shared_tier(edgecache, client) -> None:
     async with client.get(admin_url(edgecache, "/health")) as response:
         assert (await response.json())["shared"] == "off"
+
+
+async def test_metrics_show_shared(origin, two_nodes, client) -> None:
+    node_a, node_b = two_nodes
+    await get(client, proxy_url(node_a, "/shoe/p"))
+    await get(client, proxy_url(node_b, "/shoe/p"))
+
+    async with client.get(admin_url(node_b, "/metrics")) as response:
+        lines = (await response.text()).splitlines()
+
+    assert "edgecache_shared_up 1.0" in lines
+    assert 'edgecache_shared_lookups_total{result="hit"} 1.0' in lines
+    assert 'edgecache_shared_lookups_total{result="miss"} 0.0' in lines
+    assert "edgecache_shared_stores_total 0.0" in lines
+    assert "edgecache_shared_failures_total 0.0" in lines
+
+
+async def test_metrics_without_shared_tier(edgecache, client) -> None:
+    async with client.get(admin_url(edgecache, "/metrics")) as response:
+        text = await response.text()
+    assert "edgecache_shared_" not in text

@@ -48,6 +48,8 @@ async def test_health_shows_down(origin, two_nodes, redis_server, client) -> Non
     await wait_for_state(node_a, "down", client)
     async with client.get(admin_url(node_a, "/stats")) as response:
         assert (await response.json())["shared"]["state"] == "down"
+    async with client.get(admin_url(node_a, "/metrics")) as response:
+        assert "edgecache_shared_up 0.0" in (await response.text()).splitlines()
 
 
 async def test_reconnects_after_restart(origin, two_nodes, redis_server, client) -> None:

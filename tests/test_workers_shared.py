@@ -59,6 +59,11 @@ async def test_page_from_one_worker_hits_other(instance, origin, client) -> None
     assert figures["requests"]["hit"] == sent - 1
     assert figures["shared"]["hits"] == 1
     assert figures["shared"]["stores"] == 1
+    async with client.get(instance.admin + "/metrics") as response:
+        lines = (await response.text()).splitlines()
+    assert 'edgecache_shared_lookups_total{result="hit"} 1.0' in lines
+    assert "edgecache_shared_stores_total 1.0" in lines
+    assert "edgecache_shared_up 1.0" in lines
 
 
 async def test_event_reaches_workers_and_redis(instance, origin, redis_server, client) -> None:

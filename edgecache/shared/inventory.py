@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from redis.exceptions import WatchError
 
 from ..entry import Entry
+from ..errors import CorruptEntryError
 from ..extract import STATES
 from ..inventory import Action, Decision, EventResult, InventoryEvent, InventoryTracker, SkuRecord
 from ..log import shared_logger
@@ -112,8 +113,8 @@ class SharedInventory:
                 continue
             record = _parse_record(sku, fields)
             if record is None:
-                self.tier.figures["corrupt"] += 1
-                shared_logger.warning("ignored invalid inventory record at Redis key %r: %r", key, fields)
+                # Counted and logged as an invalid value; the event then counts as the SKU's first.
+                self.tier._corrupt(key, CorruptEntryError(f"inventory record {fields!r:.120} is invalid"))
                 continue
             records[sku] = record
         return records

@@ -108,8 +108,8 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    _, merged, cache = await _instance_figures(request.app[SUPERVISOR_KEY])
-    body = render(build_registry(merged, lambda: cache))
+    snapshot, merged, cache = await _instance_figures(request.app[SUPERVISOR_KEY])
+    body = render(build_registry(merged, lambda: cache, lambda: snapshot["shared"]))
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 

@@ -35,7 +35,7 @@ ORPHAN_CHECK_INTERVAL = 1.0
 async def figures(request: web.Request) -> web.Response:
     edgecache = request.app[EDGECACHE_KEY]
     data: dict[str, Any] = {"stats": export_stats(edgecache.stats), "cache": edgecache.cache_figures(),
-                            "shared": {"state": "off"} if edgecache.shared is None else edgecache.shared.snapshot()}
+                            "shared": edgecache.shared_figures()}
     return json_response(data)
 
 
