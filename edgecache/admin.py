@@ -115,6 +115,11 @@ PURGE_FIELDS = {"paths", "prefixes", "tags", "all", "soft"}
 
 
 async def purge(request: web.Request) -> web.Response:
+    return await handle_purge(request, shared=True)
+
+
+async def handle_purge(request: web.Request, *, shared: bool) -> web.Response:
+    """Check and apply a purge; `shared=False` leaves Redis and the other nodes alone."""
     denied = check_token(request, required=True)
     if denied is not None:
         return denied
@@ -138,7 +143,7 @@ async def purge(request: web.Request) -> web.Response:
     edgecache = request.app[EDGECACHE_KEY]
     result = await edgecache.purge(paths=body.get("paths", []), prefixes=body.get("prefixes", []),
                              tags=body.get("tags", []), purge_all=body.get("all", False),
-                             soft=body.get("soft", False))
+                             soft=body.get("soft", False), shared=shared)
     admin_logger.info("purge from %s: %s", request.remote, json.dumps(result))
     return json_response(result)
 

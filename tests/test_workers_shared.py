@@ -111,3 +111,19 @@ async def test_redis_down_and_back(instance, origin, redis_server, client) -> No
     redis_server.start()
     await instance.output.wait_for("subscribed again", count=2)
     assert (await health(client, instance))["shared"] == "up"
+
+
+async def test_purge_reaches_workers_and_redis(instance, redis_server, client) -> None:
+    await fill_both_workers(client, instance, "/shoe/p")
+
+    async with client.post(instance.admin + "/purge", json={"paths": ["/shoe/p"]},
+                           headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        assert response.status == 200
+        body = await response.json()
+
+    # As with inventory events, the second worker's copy may go through pub/sub first.
+    assert body["purged"] in (1, 2)
+    assert {name: body[name] for name in body if name != "purged"} == {"soft": False, "shared": "done",
+                                                                       "workers": 2}
+    assert (await stats(client, instance))["cache"]["entries"] == 0
+    assert await entry_keys(redis_server) == []

@@ -3,7 +3,8 @@
 GET /stats and /metrics add up every live worker's figures, read from its Unix
 socket. Any POST (purges, figure resets) is sent to every live worker, and the
 response waits for all of them. It is the first failure when a worker fails,
-else the workers' JSON documents with their numbers summed. An inventory event
+else the workers' JSON documents with their numbers summed. With a shared tier,
+only the first worker applies a purge to Redis and the other nodes. An inventory event
 is decided by one worker (against Redis when the shared tier is on), and the
 others adopt the SKU records it returns before the response, so every worker's
 memory copies are purged and the event is counted once. Other GET paths are
@@ -25,7 +26,7 @@ from ..admin import json_error, json_response
 from ..log import admin_logger
 from ..metrics import build_registry, render
 from .figures import merge_stats, sum_figures
-from .worker import ADOPT_PATH, DECIDE_PATH, FIGURES_PATH
+from .worker import ADOPT_PATH, DECIDE_PATH, FIGURES_PATH, LOCAL_PURGE_PATH
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor, WorkerSlot
@@ -133,7 +134,15 @@ async def fan_out(request: web.Request) -> web.Response:
         return json_error(404, f"{request.path} is not served by the supervisor")
     body = await request.read()
     headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
-    answers = await _call_all(supervisor, "POST", request.path_qs, body=body, headers=headers)
+    if request.path == "/purge" and supervisor.settings.cache.shared_url:
+        # One worker purges Redis and tells the other nodes; then the others purge their
+        # memory only, after Redis can no longer hand them the purged entries.
+        slots = [slot for slot in supervisor.slots if slot.alive()]
+        answers = await _call_each(slots[:1], "POST", request.path_qs, body=body, headers=headers)
+        if answers and answers[0][0] == 200:
+            answers += await _call_each(slots[1:], "POST", LOCAL_PURGE_PATH, body=body, headers=headers)
+    else:
+        answers = await _call_all(supervisor, "POST", request.path_qs, body=body, headers=headers)
     if not answers:
         return json_error(503, "no worker is running; try again when /health shows the workers")
     failed = next(((status, data) for status, data in answers if status != 200), None)

@@ -3,9 +3,10 @@
 Each worker runs its own event loop (uvloop when installed) and binds the proxy
 port with SO_REUSEPORT, so the kernel spreads new connections over the workers.
 Instead of the admin port, a worker serves the admin app on a Unix socket that
-only the supervisor uses, with three more routes: the raw figures the supervisor
-adds up, inventory events whose response includes the SKU records they left, and
-the adoption of such records decided by a sibling worker.
+only the supervisor uses, with four more routes: the raw figures the supervisor
+adds up, inventory events whose response includes the SKU records they left, the
+adoption of such records decided by a sibling worker, and a purge of the memory
+store alone.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..admin import EDGECACHE_KEY, json_error, json_response
+from ..admin import EDGECACHE_KEY, handle_purge, json_error, json_response
 from ..admin_events import receive_events
 from ..config import Settings
 from ..log import workers_logger
@@ -28,6 +29,7 @@ from .figures import export_stats
 FIGURES_PATH = "/internal/figures"
 DECIDE_PATH = "/internal/events/inventory"
 ADOPT_PATH = "/internal/inventory/adopt"
+LOCAL_PURGE_PATH = "/internal/purge/local"
 # Seconds between two checks that the supervisor still runs.
 ORPHAN_CHECK_INTERVAL = 1.0
 
@@ -56,10 +58,15 @@ async def adopt_records(request: web.Request) -> web.Response:
     return json_response(result)
 
 
+async def purge_local(request: web.Request) -> web.Response:
+    return await handle_purge(request, shared=False)
+
+
 def add_worker_routes(app: web.Application) -> None:
     app.router.add_get(FIGURES_PATH, figures)
     app.router.add_post(DECIDE_PATH, decide_events)
     app.router.add_post(ADOPT_PATH, adopt_records)
+    app.router.add_post(LOCAL_PURGE_PATH, purge_local)
 
 
 def run_worker(settings: Settings, index: int, socket_path: str,
