@@ -135,8 +135,8 @@ async def fan_out(request: web.Request) -> web.Response:
     body = await request.read()
     headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
     if request.path == "/purge" and supervisor.settings.cache.shared_url:
-        # One worker purges Redis and tells the other nodes; then the others purge their
-        # memory only, after Redis can no longer hand them the purged entries.
+        # One worker purges Redis and publishes the purge to the other nodes. Then the
+        # others purge their memory only, after Redis can no longer return the purged entries.
         slots = [slot for slot in supervisor.slots if slot.alive()]
         answers = await _call_each(slots[:1], "POST", request.path_qs, body=body, headers=headers)
         if answers and answers[0][0] == 200:

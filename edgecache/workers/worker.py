@@ -3,10 +3,10 @@
 Each worker runs its own event loop (uvloop when installed) and binds the proxy
 port with SO_REUSEPORT, so the kernel spreads new connections over the workers.
 Instead of the admin port, a worker serves the admin app on a Unix socket that
-only the supervisor uses, with four more routes: the raw figures the supervisor
-adds up, inventory events whose response includes the SKU records they left, the
-adoption of such records decided by a sibling worker, and a purge of the memory
-store alone.
+only the supervisor uses. It has four more routes. One returns the raw figures
+the supervisor adds up, one applies inventory events and returns the SKU records
+they left, one adopts such records decided by a sibling worker, and one purges
+the memory store alone.
 """
 
 from __future__ import annotations
