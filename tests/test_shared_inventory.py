@@ -140,6 +140,17 @@ async def test_older_version_on_b_ignored(origin, nodes, client) -> None:
     assert record[b"version"] == b"5"
 
 
+async def test_concurrent_duplicates_act_once(origin, nodes, client) -> None:
+    node_a, node_b = nodes
+    event = {"sku": "A", "state": "out_of_stock", "version": 1}
+
+    bodies = await asyncio.gather(*(send(client, node, event) for node in (node_a, node_b) for _ in range(4)))
+
+    assert sum(body["first-seen"] for body in bodies) == 1
+    assert sum(body["old-version"] for body in bodies) == 7
+    assert node_a.stats.inventory_events.get("first-seen", 0) + node_b.stats.inventory_events.get("first-seen", 0) == 1
+
+
 async def test_new_node_reads_recorded_version(origin, nodes, raw, make_edgecache, client, clock) -> None:
     node_a, _ = nodes
     await send(client, node_a, {"sku": "A", "state": "in_stock", "version": 3})

@@ -68,9 +68,31 @@ class SharedInventory:
 
     async def _decide(self, events: Sequence[InventoryEvent], now: float) -> SharedDecisions:
         skus = list(dict.fromkeys(event.sku for event in events))
+        before, tracker, decisions, purged = await self._apply_to_records(events, skus, now)
+        # A node whose fill started before the change may have written it between the
+        # first pass and the record, when the put script could not fence it yet.
+        purged += await self._purge_pages(events, decisions, before, tracker, now, second_pass=True)
+        records = tuple(InventoryEvent(record.sku, state=record.state, version=record.version)
+                        for record in (tracker.record(sku) for sku in skus) if record is not None)
+        changed = {event.sku for event, decision in zip(events, decisions) if decision.action is not Action.NONE}
+        if changed:
+            message = InventoryMessage(tuple(record for record in records if record.sku in changed), now)
+            await self.tier.client.publish(self.tier.channel, message.encode(self.tier.node))
+        return SharedDecisions(decisions, records, purged)
+
+    async def _apply_to_records(self, events: Sequence[InventoryEvent], skus: list[str], now: float
+                                ) -> tuple[dict[str, SkuRecord], InventoryTracker, tuple[Decision, ...], int]:
+        """Decide the events against the records, purge their pages, then write the records.
+
+        Returns the records before, a tracker holding the records after, the decisions
+        and the number of entries purged. A record changed by another node meanwhile
+        makes the transaction fail, and the whole step runs again.
+        """
         keys = [self.record_key(sku) for sku in skus]
+        attempt = 0
         async with self.tier.client.pipeline(transaction=True) as transaction:
-            for attempt in range(1, MAX_ATTEMPTS + 1):
+            while True:
+                attempt += 1
                 try:
                     await transaction.watch(*keys)
                     before = await self._read(skus, keys)
@@ -86,21 +108,10 @@ class SharedInventory:
                         if record is not None and record != before.get(sku):
                             transaction.hset(key, mapping=_fields(record))
                     await transaction.execute()
+                    return before, tracker, decisions, purged
                 except WatchError:
                     if attempt == MAX_ATTEMPTS:
                         raise
-                    continue
-                break
-        # A node whose fill started before the change may have written it between the
-        # first pass and the record, when the put script could not fence it yet.
-        purged += await self._purge_pages(events, decisions, before, tracker, now, second_pass=True)
-        records = tuple(InventoryEvent(record.sku, state=record.state, version=record.version)
-                        for record in (tracker.record(sku) for sku in skus) if record is not None)
-        changed = {event.sku for event, decision in zip(events, decisions) if decision.action is not Action.NONE}
-        if changed:
-            message = InventoryMessage(tuple(record for record in records if record.sku in changed), now)
-            await self.tier.client.publish(self.tier.channel, message.encode(self.tier.node))
-        return SharedDecisions(decisions, records, purged)
 
     async def _read(self, skus: list[str], keys: list[str]) -> dict[str, SkuRecord]:
         async with self.tier.client.pipeline(transaction=False) as pipe:
