@@ -23,6 +23,7 @@ import json
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,8 +42,6 @@ from edgecache.demo.inventory import Inventory
 from edgecache.server import Edgecache
 
 HOST = "127.0.0.1"
-# Ports of this benchmark: origin, edgecache proxy, edgecache admin, nginx.
-ORIGIN_PORT, PROXY_PORT, ADMIN_PORT, NGINX_PORT = 18201, 18202, 18203, 18204
 NGINX_CONF = Path(__file__).with_name("nginx-staleness.conf")
 JSON_LD = re.compile(rb'<script type="application/ld\+json">(.*?)</script>', re.S)
 AVAILABLE = {"InStock", "LimitedAvailability", "BackOrder"}
@@ -56,6 +55,8 @@ class Tally:
     wrong_available: int = 0
     wrong_unavailable: int = 0
     errors: int = 0
+    # Wrong views by the cache's outcome header (HIT, STALE, MISS, ...), to tell their causes apart.
+    wrong_by_outcome: dict[str, int] = field(default_factory=dict)
     origin_renders: int = 0
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -106,10 +107,12 @@ async def shopper(session: aiohttp.ClientSession, base: str, inventory: Inventor
         tally.cached += outcome.upper() in CACHED_OUTCOMES
         if claimed is None:
             tally.errors += 1
-        elif claimed and not truth:
-            tally.wrong_available += 1
-        elif not claimed and truth:
-            tally.wrong_unavailable += 1
+        elif claimed != truth:
+            if claimed:
+                tally.wrong_available += 1
+            else:
+                tally.wrong_unavailable += 1
+            tally.wrong_by_outcome[outcome.upper()] = tally.wrong_by_outcome.get(outcome.upper(), 0) + 1
         next_at += 1.0 / rate
         await asyncio.sleep(max(0.0, next_at - loop.time()))
 
@@ -122,21 +125,28 @@ async def stock_changes(inventory: Inventory, rate: float, seed: int, deadline: 
         await asyncio.sleep(1.0 / rate)
 
 
-def edgecache_settings(args: argparse.Namespace, mode: str) -> Any:
+def edgecache_settings(args: argparse.Namespace, mode: str, origin_port: int) -> Any:
     raw = {
-        "server": {"listen": f"{HOST}:{PROXY_PORT}", "admin_listen": f"{HOST}:{ADMIN_PORT}", "access_log": False,
+        "server": {"listen": f"{HOST}:0", "admin_listen": f"{HOST}:0", "access_log": False,
                    "shutdown_timeout": 1.0},
-        "origin": {"url": f"http://{HOST}:{ORIGIN_PORT}"},
+        "origin": {"url": f"http://{HOST}:{origin_port}"},
         "rules": [{"name": "product", "match": "/*/p", "ttl": args.ttl, "stale_while_revalidate": 10}],
         "reconcile": {"requests_per_second": args.reconcile_rate if mode == "reconcile" else 0.0},
     }
     return build_settings(raw, environ={})
 
 
-def start_nginx(args: argparse.Namespace, prefix: Path) -> subprocess.Popen[bytes]:
+def free_port() -> int:
+    """Return a loopback port that nothing listened on a moment ago, for nginx, which cannot report one."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_nginx(args: argparse.Namespace, prefix: Path, *, port: int, origin_port: int) -> subprocess.Popen[bytes]:
     conf = NGINX_CONF.read_text()
-    for name, value in (("@PREFIX@", str(prefix)), ("@LISTEN@", f"{HOST}:{NGINX_PORT}"),
-                        ("@ORIGIN@", f"{HOST}:{ORIGIN_PORT}"), ("@TTL@", str(args.ttl))):
+    for name, value in (("@PREFIX@", str(prefix)), ("@LISTEN@", f"{HOST}:{port}"),
+                        ("@ORIGIN@", f"{HOST}:{origin_port}"), ("@TTL@", str(args.ttl))):
         conf = conf.replace(name, value)
     (prefix / "nginx.conf").write_text(conf)
     return subprocess.Popen(["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
@@ -162,7 +172,8 @@ async def run_mode(args: argparse.Namespace, mode: str) -> Tally:
     app = create_app(inventory, change_interval=None, seed=args.seed)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    await web.TCPSite(runner, HOST, ORIGIN_PORT, reuse_address=True).start()
+    await web.TCPSite(runner, HOST, 0).start()
+    origin_port = int(runner.addresses[0][1])
     edgecache: Edgecache | None = None
     nginx: subprocess.Popen[bytes] | None = None
     prefix = Path(tempfile.mkdtemp(prefix="edgecache-bench-nginx-"))
@@ -170,21 +181,23 @@ async def run_mode(args: argparse.Namespace, mode: str) -> Tally:
     try:
         if mode == "nginx":
             prefix.chmod(0o777)
-            nginx = start_nginx(args, prefix)
-            await wait_for_port(NGINX_PORT)
-            base = f"http://{HOST}:{NGINX_PORT}"
+            nginx_port = free_port()
+            nginx = start_nginx(args, prefix, port=nginx_port, origin_port=origin_port)
+            await wait_for_port(nginx_port)
+            base = f"http://{HOST}:{nginx_port}"
         else:
-            edgecache = Edgecache(edgecache_settings(args, mode))
+            edgecache = Edgecache(edgecache_settings(args, mode, origin_port))
             await edgecache.start()
             if mode != "ttl":
                 unsubscribe = inventory.subscribe(inventory_feed(edgecache))
-            base = f"http://{HOST}:{PROXY_PORT}"
+            base = f"http://{HOST}:{edgecache.proxy_port}"
         tally = await drive(args, base, inventory)
         tally.origin_renders = app[STATE_KEY].rendered_count
         if edgecache is not None:
             snapshot = edgecache.snapshot()
             tally.extra = {"known_stale": snapshot["staleness"]["known_stale"], "reconcile": snapshot["reconcile"],
                            "inventory": snapshot["inventory"]}
+        tally.extra["wrong_by_outcome"] = dict(sorted(tally.wrong_by_outcome.items()))
         return tally
     finally:
         if unsubscribe is not None:

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .explain import explain
+from .entry import Entry
+from .explain import InventoryFacts, explain
 from .key import build_key
 from .log import admin_logger
+from .logthrottle import ThrottledLogger
 from .metrics import build_registry, render
 
 if TYPE_CHECKING:
     from .server import Edgecache
 
 EDGECACHE_KEY: web.AppKey["Edgecache"] = web.AppKey("edgecache")
+# Rejected-token warnings, at most one a minute per client address, so a token-guessing client cannot flood the log.
+REJECTIONS_KEY: web.AppKey[ThrottledLogger] = web.AppKey("rejections")
 # The dashboard's page, script and style sheet; it needs nothing from the internet.
 STATIC_DIR = Path(__file__).parent / "admin_static"
 
@@ -47,8 +52,9 @@ def check_token(request: web.Request, *, required: bool) -> web.Response | None:
                                "or the EDGECACHE_ADMIN_TOKEN environment variable to enable this endpoint")
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        admin_logger.warning("rejected %s %s from %s: missing or wrong token", request.method, request.path,
-                             request.remote)
+        request.app[REJECTIONS_KEY].log(logging.WARNING, f"token from {request.remote}",
+                                        "rejected %s %s from %s: missing or wrong token", request.method,
+                                        request.path, request.remote)
         return json_error(401, "missing or wrong bearer token")
     return None
 
@@ -88,6 +94,7 @@ async def stats_reset(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     edgecache = request.app[EDGECACHE_KEY]
+    assert edgecache.registry is not None, "create_admin_app builds the registry"
     body = render(edgecache.registry)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
@@ -106,9 +113,20 @@ async def entries(request: web.Request) -> web.Response:
                     default_site=settings.site_host,
                     allowed_hosts=tuple(host.lower() for host in settings.site.allowed_hosts))
     found = edgecache.store.variants_of(key)
+    inventory = {entry.store_key: inventory_facts(edgecache, entry) for entry in found}
     document = explain(raw_path, str(key), found, edgecache.clock(), rule=settings.rule_for(key.path),
-                       has_query="?" in raw_path)
+                       has_query="?" in raw_path, inventory=inventory)
     return json_response(document)
+
+
+def inventory_facts(edgecache: Edgecache, entry: Entry) -> InventoryFacts:
+    """Collect the latest event states of an entry's SKUs, its known-stale mark and any deferred purge."""
+    latest: dict[str, str | None] = {sku: edgecache.tracker.state(sku) for sku, _ in entry.claims}
+    for record in edgecache.tracker.records_for_tags(entry.tags):
+        latest.setdefault(record.sku, record.state)
+    pending = edgecache.invalidator.pending_purge(entry.store_key)
+    return InventoryFacts(latest, known_stale_since=edgecache.staleness.known_stale_since(entry),
+                          purge_due=pending.due if pending is not None else None)
 
 
 PURGE_FIELDS = {"paths", "prefixes", "tags", "all", "soft"}
@@ -151,6 +169,7 @@ async def handle_purge(request: web.Request, *, shared: bool) -> web.Response:
 def create_admin_app(edgecache: Edgecache) -> web.Application:
     app = web.Application()
     app[EDGECACHE_KEY] = edgecache
+    app[REJECTIONS_KEY] = ThrottledLogger(admin_logger)
     edgecache.registry = build_registry(edgecache.stats, edgecache.cache_figures, edgecache.shared_figures)
     app.router.add_get("/", dashboard)
     app.router.add_static("/static/", STATIC_DIR)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 # Delta-seconds above this are capped (RFC 9111 section 1.2.2 suggests 2**31).
 MAX_DELTA_SECONDS = 2**31
+_MAX_DELTA_DIGITS = len(str(MAX_DELTA_SECONDS))
 
 
 def parse_cache_control(values: Iterable[str]) -> dict[str, str | None]:
@@ -52,12 +53,22 @@ def _split_top_level(value: str) -> list[str]:
     return [part for part in parts if part.strip()]
 
 
+def parse_delta_seconds(text: str | None) -> int | None:
+    """Return a delta-seconds value capped at MAX_DELTA_SECONDS, or None when invalid (RFC 9111 section 1.2.2).
+
+    Only ASCII digits count ("\u00b2".isdigit() is true, but not a delta-seconds), and a
+    long run of digits is capped before int() sees it, so no value can raise.
+    """
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    if len(text) > _MAX_DELTA_DIGITS:
+        return MAX_DELTA_SECONDS
+    return min(int(text), MAX_DELTA_SECONDS)
+
+
 def delta_seconds(directives: dict[str, str | None], name: str) -> int | None:
     """Return a directive's delta-seconds, capped, or None when absent or invalid."""
-    argument = directives.get(name)
-    if argument is None or not argument.isdigit():
-        return None
-    return min(int(argument), MAX_DELTA_SECONDS)
+    return parse_delta_seconds(directives.get(name))
 
 
 def field_names(directives: dict[str, str | None], name: str) -> tuple[str, ...]:

@@ -186,6 +186,7 @@ def format_stats(data: dict[str, Any]) -> str:
         f"coalesced {origin['coalesced']}",
         f"served age p50 {age['p50']:.0f} s  p90 {age['p90']:.0f} s  p99 {age['p99']:.0f} s  max {age['max']:.0f} s  "
         f"stale served {data['staleness']['stale_served']}",
+        _format_inventory(data),
     ]
     lines += _format_rolling(data.get("rolling", {}))
     for title, name in (("bypassed", "bypassed"), ("fetched", "origin_fetches")):
@@ -193,6 +194,19 @@ def format_stats(data: dict[str, Any]) -> str:
         if items:
             lines.append(f"{title:<11}" + "  ".join(f"{item['key']} {item['count']}" for item in items))
     return "\n".join(lines)
+
+
+def _format_inventory(data: dict[str, Any]) -> str:
+    """Return the line of known-stale responses by direction, inventory lag and reconciliation checks."""
+    staleness = data["staleness"]
+    known = dict(staleness["known_stale"])
+    total = known.pop("total")
+    directions = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in known.items())
+    lag = staleness["inventory_lag_seconds"]
+    reconcile = data["reconcile"]
+    return (f"inventory  known stale {total}" + (f" ({directions})" if directions else "")
+            + f"  lag p50 {lag['p50']:.1f} s  p90 {lag['p90']:.1f} s  max {lag['max']:.1f} s  "
+            f"reconcile checks {reconcile['checks']} mismatches {reconcile['mismatches']}")
 
 
 # Keys shown per top list in the terminal; /stats has the whole list.

@@ -148,6 +148,11 @@ class InventorySettings:
     # A page purged by an inventory event is purged and refreshed again at most once per
     # this many seconds; events inside the window are merged into one purge at its end.
     storm_interval: float = 1.0
+    # Maximum purges of one page per storm window, the window's first included, for
+    # events that make the page's claimed availability wrong: it offers a SKU that sold
+    # out, or shows as sold out one that is back. Other events wait for the window's
+    # end, and 1 makes these wait too.
+    storm_flip_purges: int = 3
     # Refetch a purged page right after an event, so the next shopper gets a fresh copy.
     refresh_on_event: bool = True
     # Most events accepted in one POST /events/inventory batch.
@@ -326,6 +331,7 @@ CHECKS: dict[str, Check] = {
     "tags.header": _tag_header,
     "inventory.low_stock_threshold": _non_negative,
     "inventory.storm_interval": _non_negative,
+    "inventory.storm_flip_purges": _positive,
     "inventory.max_batch_events": _positive,
     "reconcile.requests_per_second": _non_negative,
     "reconcile.hot_entries": _positive,

@@ -85,10 +85,18 @@ class Entry:
         return max(self.fresh_until, self.stale_while_revalidate_until, self.stale_if_error_until)
 
     def made_stale(self, now: float, *, forbid_stale: bool = False) -> Entry:
-        """Return a copy that is stale from `now` on; its stale windows never grow."""
+        """Return a copy that is stale from `now` on; its stale windows never grow.
+
+        An entry without a stale-while-revalidate window keeps none, so its next request
+        revalidates instead of being served stale for the rest of its freshness lifetime.
+        """
+        swr_until = self.stale_while_revalidate_until
+        if swr_until <= self.fresh_until:
+            swr_until = min(swr_until, now)
         return dataclasses.replace(
             self,
             fresh_until=min(self.fresh_until, now),
+            stale_while_revalidate_until=swr_until,
             forbid_stale=self.forbid_stale or forbid_stale,
             size=self.size,
         )

@@ -6,10 +6,33 @@ revalidate with validators, fetch) for a plain GET without request directives.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .config import Rule
 from .entry import Entry
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryFacts:
+    """Inventory-event facts about one stored entry. Times are epoch seconds."""
+
+    # Latest state from events of each SKU the entry claims or is tagged with; None when no event came.
+    latest: dict[str, str | None]
+    # Arrival of the first state change newer than the entry, when one arrived.
+    known_stale_since: float | None = None
+    # When a purge held back by a storm window is due.
+    purge_due: float | None = None
+
+    def explanation(self, now: float) -> str:
+        """Return why the entry may show the wrong availability, or "" when no event made it wrong."""
+        if self.known_stale_since is None:
+            return ""
+        text = (f"but an inventory event {now - self.known_stale_since:.0f} s ago changed the state of a SKU "
+                "the page shows")
+        if self.purge_due is not None:
+            text += f", and its purge waits {max(0.0, self.purge_due - now):.0f} s more for the storm window to end"
+        return text
 
 
 def decide(entry: Entry | None, now: float, *, has_query: bool = False) -> tuple[str, str]:
@@ -34,10 +57,10 @@ def decide(entry: Entry | None, now: float, *, has_query: bool = False) -> tuple
     return "miss", f"{explanation} and has no validators, so the origin is asked for a full response"
 
 
-def describe_entry(entry: Entry, now: float) -> dict[str, Any]:
+def describe_entry(entry: Entry, now: float, inventory: InventoryFacts | None = None) -> dict[str, Any]:
     """Return the stored facts of an entry, with times relative to `now` in seconds."""
-    outcome, explanation = decide(entry, now)
-    return {
+    outcome, explanation = explain_decision(entry, now, inventory)
+    document: dict[str, Any] = {
         "key": str(entry.key),
         "variant": entry.variant,
         "vary": list(entry.vary),
@@ -57,21 +80,47 @@ def describe_entry(entry: Entry, now: float) -> dict[str, Any]:
         "size_bytes": entry.size,
         "decision": {"outcome": outcome, "explanation": explanation},
     }
+    if inventory is not None:
+        document["inventory"] = {
+            "latest_states": inventory.latest,
+            "known_stale_seconds": _seconds_since(inventory.known_stale_since, now),
+            "purge_due_seconds": None if inventory.purge_due is None else round(inventory.purge_due - now, 3),
+        }
+    return document
+
+
+def explain_decision(entry: Entry | None, now: float, inventory: InventoryFacts | None,
+                     *, has_query: bool = False) -> tuple[str, str]:
+    """Return `decide`'s outcome and explanation, adding why a served page may show the wrong availability."""
+    outcome, explanation = decide(entry, now, has_query=has_query)
+    known_stale = inventory.explanation(now) if inventory is not None else ""
+    if known_stale and outcome in ("hit", "stale"):
+        explanation = f"{explanation}, {known_stale}"
+    return outcome, explanation
 
 
 def explain(path: str, key: str, entries: list[Entry], now: float, *, rule: Rule | None,
-            has_query: bool) -> dict[str, Any]:
-    """Return the /entries document for one path and its stored variants."""
+            has_query: bool, inventory: dict[str, InventoryFacts] | None = None) -> dict[str, Any]:
+    """Return the /entries document for one path and its stored variants.
+
+    `inventory` maps store keys to the inventory-event facts of those entries.
+    """
+    facts = inventory or {}
     first = entries[0] if entries and not has_query else None
-    outcome, explanation = decide(first, now, has_query=has_query)
+    outcome, explanation = explain_decision(first, now, facts.get(first.store_key) if first else None,
+                                            has_query=has_query)
     return {
         "path": path,
         "key": key,
         "rule": rule.name if rule else "default",
         "stored": bool(entries),
-        "entries": [describe_entry(entry, now) for entry in entries],
+        "entries": [describe_entry(entry, now, facts.get(entry.store_key)) for entry in entries],
         "decision": {"outcome": outcome, "explanation": explanation},
     }
+
+
+def _seconds_since(at: float | None, now: float) -> float | None:
+    return None if at is None else round(now - at, 3)
 
 
 def format_explanation(document: dict[str, Any]) -> str:
@@ -99,8 +148,22 @@ def format_explanation(document: dict[str, Any]) -> str:
             f"modified  {validators['last_modified'] or '-'}",
             f"tags      {' '.join(entry['tags']) or '-'}",
             "claims    " + (", ".join(f"{claim['sku']} {claim['availability']}" for claim in entry["claims"]) or "-"),
+            *_format_inventory(entry.get("inventory")),
             f"decision  {entry['decision']['outcome']}: {entry['decision']['explanation']}",
         ]
     if not document["entries"]:
         lines.append(f"decision  {document['decision']['outcome']}: {document['decision']['explanation']}")
     return "\n".join(lines)
+
+
+def _format_inventory(inventory: dict[str, Any] | None) -> list[str]:
+    """Return the terminal line of the latest SKU states from events, when any event named the entry's SKUs."""
+    if not inventory or not inventory["latest_states"]:
+        return []
+    states = ", ".join(f"{sku} {state or 'no event yet'}" for sku, state in inventory["latest_states"].items())
+    line = f"events    {states}"
+    if inventory["known_stale_seconds"] is not None:
+        line += f"; known stale for {inventory['known_stale_seconds']:.0f} s"
+    if inventory["purge_due_seconds"] is not None:
+        line += f"; purge due in {max(0.0, inventory['purge_due_seconds']):.0f} s"
+    return [line]

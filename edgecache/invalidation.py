@@ -1,11 +1,16 @@
 """Acting on inventory events: purge a SKU's pages, bound purge storms, refetch, mark staleness.
 
-Storm bounding: a page purged by an event is not purged again within
+Storm bounding: a page purged by an event opens a window of
 `inventory.storm_interval` seconds. Events for it inside that window are merged
 into one purge at the window's end (hard when any of them was hard), so a category
 page listing hundreds of busy SKUs is refreshed once per window, not once per event.
-The price is that such a page can stay wrong for up to one window; the staleness
-meter counts every response served from it meanwhile.
+The exception is an event that makes the page's claimed availability wrong, such as
+a restock of a SKU the page shows as sold out. It purges at once, up to
+`inventory.storm_flip_purges` purges per page and window, because a product that sells
+out and comes back within one window would otherwise show the wrong availability for
+the rest of it. Beyond that cap, and for pages whose tags came without claims, a page
+can stay wrong for up to one window. The staleness meter counts every response
+served from it meanwhile.
 """
 
 from __future__ import annotations
@@ -18,15 +23,15 @@ from typing import Any
 
 from .config import InventorySettings
 from .entry import Entry
-from .inventory import Action, Decision, EventResult, InventoryEvent, InventoryTracker
+from .inventory import AVAILABLE_STATES, OUT_OF_STOCK, Action, Decision, EventResult, InventoryEvent, InventoryTracker
 from .log import inventory_logger
 from .refetch import Refetcher, can_refetch
 from .staleness import StalenessMeter
 from .stats import Stats
 from .store import MemoryStore
 
-# Purge times kept per page before old ones are pruned (those older than one storm window).
-MAX_PURGE_TIMES = 100_000
+# Storm windows kept before the ended ones are pruned.
+MAX_STORM_WINDOWS = 100_000
 # Shortest pause, in seconds, between two looks for deferred purges that are due.
 MIN_FLUSH_PAUSE = 0.05
 
@@ -43,6 +48,21 @@ class PendingPurge:
     refetch: bool = True
 
 
+@dataclass(slots=True)
+class StormWindow:
+    """A page's current storm window: when its first purge happened, and how many purges it had."""
+
+    started: float
+    purges: int
+
+
+def makes_claim_wrong(claimed: str | None, state: str) -> bool:
+    """Return whether a page claiming `claimed` for a SKU is wrong about ordering it once the SKU is in `state`."""
+    if claimed == OUT_OF_STOCK:
+        return state in AVAILABLE_STATES
+    return claimed in AVAILABLE_STATES and state == OUT_OF_STOCK
+
+
 class InventoryInvalidator:
     """Applies inventory events to the tracker and their purges to the store."""
 
@@ -54,7 +74,7 @@ class InventoryInvalidator:
         self.staleness = staleness
         self.refetcher = refetcher
         self.stats = stats
-        self._last_purged: dict[str, float] = {}
+        self._windows: dict[str, StormWindow] = {}
         self._pending: dict[str, PendingPurge] = {}
 
     def __repr__(self) -> str:
@@ -63,6 +83,10 @@ class InventoryInvalidator:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def pending_purge(self, full_key: str) -> PendingPurge | None:
+        """Return the purge of a page that waits for its storm window to end, if there is one."""
+        return self._pending.get(full_key)
 
     def apply(self, events: Sequence[InventoryEvent], now: float, *, count_events: bool = True,
               refetch: bool = True) -> dict[str, Any]:
@@ -120,9 +144,9 @@ class InventoryInvalidator:
             if entry is not None and entry.request_time <= pending.first_event_at:
                 self._purge([entry], hard=pending.hard, now=now, refetch=pending.refetch)
                 purged += 1
-        if len(self._last_purged) > MAX_PURGE_TIMES:
+        if len(self._windows) > MAX_STORM_WINDOWS:
             horizon = now - self.settings.storm_interval
-            self._last_purged = {key: at for key, at in self._last_purged.items() if at > horizon}
+            self._windows = {key: window for key, window in self._windows.items() if window.started > horizon}
         return purged
 
     async def run(self, clock: Callable[[], float]) -> None:
@@ -143,11 +167,13 @@ class InventoryInvalidator:
             entry = self.store.peek(full_key)
             if entry is None:
                 continue
-            if decision.result is EventResult.FIRST_SEEN and dict(entry.claims).get(sku) == decision.state:
+            claimed = dict(entry.claims).get(sku)
+            if decision.result is EventResult.FIRST_SEEN and claimed == decision.state:
                 continue  # No earlier state to compare with, but the page already shows this one.
-            last = self._last_purged.get(full_key)
-            if last is not None and now - last < interval:
-                self._defer(full_key, hard=hard, now=now, due=last + interval, refetch=refetch)
+            window = self._windows.get(full_key)
+            if window is not None and now - window.started < interval and not (
+                    window.purges < self.settings.storm_flip_purges and makes_claim_wrong(claimed, decision.state)):
+                self._defer(full_key, hard=hard, now=now, due=window.started + interval, refetch=refetch)
                 self.staleness.mark(entry, now)
                 deferred += 1
             else:
@@ -172,7 +198,11 @@ class InventoryInvalidator:
         kind = "hard" if hard else "soft"
         self.stats.inventory_purges[kind] = self.stats.inventory_purges.get(kind, 0) + len(entries)
         for entry in entries:
-            self._last_purged[entry.store_key] = now
+            window = self._windows.get(entry.store_key)
+            if window is None or now - window.started >= self.settings.storm_interval:
+                self._windows[entry.store_key] = StormWindow(now, 1)
+            else:
+                window.purges += 1
             if not hard:
                 self.staleness.mark(entry, now)
             if refetch and self.settings.refresh_on_event and can_refetch(entry):

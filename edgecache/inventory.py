@@ -173,6 +173,11 @@ class InventoryTracker:
                 return True
         return False
 
+    def records_for_tags(self, tags: frozenset[str]) -> list[SkuRecord]:
+        """Return the records of the SKUs that `tags` name, in SKU order."""
+        records = [record for tag in tags if (record := self._by_tag.get(tag)) is not None]
+        return sorted(records, key=lambda record: record.sku)
+
     def has_low_stock(self, tags: frozenset[str]) -> bool:
         """Return whether one of `tags` names a SKU whose latest event says low_stock."""
         for tag in tags:

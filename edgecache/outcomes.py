@@ -26,6 +26,7 @@ class Reason(StrEnum):
     METHOD = "method"
     ONLY_IF_CACHED = "only-if-cached"
     CLIENT_NO_CACHE = "client-no-cache"
+    PRECONDITION = "precondition"
     RANGE = "range"
     # Why a response was not stored.
     NO_STORE = "no-store"

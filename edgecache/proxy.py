@@ -2,6 +2,7 @@
 
 The hit path is `handle` -> `_lookup` -> `_serve`. Everything else (forwarding,
 coalesced fetches, revalidation, background refreshes, storing) is one named call.
+Requests that skip the cache are forwarded by `forward.Forwarder`.
 """
 
 from __future__ import annotations
@@ -9,72 +10,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
 
+from .access_log import log_access
 from .cache_control import parse_cache_control
 from .coalesce import Coalescer, Flight, FlightResult, FlightStatus
 from .config import Rule, Settings
 from .entry import Entry, store_key
-from .bypass import BypassFlights, SharedResponse, flight_key, is_shareable
-from .errors import OriginBusyError, OriginError
+from .errors import OriginError
 from .fetch import Fetched, FetchKind, Fetcher
-from .access_log import log_access
-from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical_path, origin_form
-from .log import access_logger
-from .origin import ForwardContext, OriginClient, forward_headers, read_body
+from .forward import Forwarder
+from .freshness import STALE_IF_ERROR_STATUSES, client_requires_revalidation
+from .key import MEMO_MAX_PATH_CHARS, MEMO_PATHS, CacheKey, build_key, canonical_path, select_site
+from .log import access_logger, cache_logger
+from .origin import OriginClient, forward_headers
 from .outcomes import Outcome, Reason
-from .responses import cache_status, error_response, from_entry, stream_response, buffered_response
-from .ratelimit import RateLimiter, retry_after
+from .request_context import Lookup, RequestContext
+from .responses import buffered_response, cache_status, error_status, fail, from_entry, reject, stream_response
 from .shared.invalidation import PurgeRequest
 from .stats import Stats
 from .store import MemoryStore
 from .target import REJECTED_METHODS, target_problem
+from .unsafe import SAFE_METHODS, invalidated_paths
 from .vary import variant_key
 
 if TYPE_CHECKING:
     from .shared import SharedCache
 
-# Origin statuses that a stale entry may replace (RFC 5861 section 4).
-ERROR_STATUSES = frozenset({500, 502, 503, 504})
-UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 NO_COOKIES: MappingProxyType[str, str] = MappingProxyType({})
-
-
-def error_status(error: OriginError) -> int:
-    """Return the client status for an origin failure: 503 busy, 504 timed out, else 502."""
-    if isinstance(error, OriginBusyError):
-        return 503
-    return 504 if isinstance(error, TimeoutError) else 502
-
-
-class RequestContext:
-    """Per-request facts gathered for the access log and the metrics."""
-
-    __slots__ = ("started", "outcome", "reason", "rule", "age", "key")
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.outcome = Outcome.MISS
-        self.reason: str | None = None
-        self.rule = "default"
-        self.age = 0
-        # The cache key as text once the cache was consulted; None for bypassed requests.
-        self.key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    key: CacheKey
-    rule: Rule | None
-    entry: Entry | None
+# Keys whose full response was too large to store, remembered so that a Range request
+# for one is passed through at once instead of first fetching the whole response.
+TOO_LARGE_MEMORY = 1024
 
 
 class Proxy:
@@ -98,12 +70,11 @@ class Proxy:
         self.observe_served: Callable[[Entry, float], None] = lambda entry, now: None
         # fnmatch over every rule is a visible share of a hit, and rules never change.
         self._rule_memo = lru_cache(maxsize=MEMO_PATHS)(settings.rule_for)
-        self._dropped = frozenset(name.lower() for name in settings.origin.drop_request_headers)
-        self.bypass_flights = BypassFlights(follower_timeout=settings.cache.coalesce_timeout)
-        self.bypass_limiter = RateLimiter(rate=settings.server.bypass_rate, burst=settings.server.bypass_burst,
-                                          clock=time.monotonic)
+        self.forwarder = Forwarder(settings, fetcher=self.fetcher, stats=stats)
         # The Redis tier under the memory store, when cache.shared_url is set.
         self.shared: SharedCache | None = None
+        self._client_revalidates = settings.cache.client_no_cache == "revalidate"
+        self._too_large: OrderedDict[str, None] = OrderedDict()
 
     async def close(self) -> None:
         """Wait for background refreshes to end (they are bounded by origin timeouts)."""
@@ -120,7 +91,11 @@ class Proxy:
             response = await self._pass_through(request, context)
         elif "?" in request.raw_path:
             context.rule = self._rule_name(request.raw_path)
-            response = await self._bypass(request, context)
+            response = await self.forwarder.bypass(request, context)
+        elif "if-match" in request.headers or "if-unmodified-since" in request.headers:
+            # RFC 9111 section 4.3.2: these preconditions are not for a cache to evaluate.
+            context.rule = self._rule_name(request.raw_path)
+            response = await self.forwarder.forward(request, context, Outcome.BYPASS, Reason.PRECONDITION)
         else:
             response = await self._lookup(request, context)
         self._account(request, response, context)
@@ -133,14 +108,14 @@ class Proxy:
         has one origin, so only the target's path and query are used.
         """
         if request.method in REJECTED_METHODS:
-            response = self._fail(context, 405, Reason.METHOD, f"method {request.method} is not allowed")
+            response = reject(context, 405, Reason.METHOD, f"method {request.method} is not allowed")
             response.headers["Allow"] = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
             return request, response
         if request.raw_path.startswith(("http://", "https://")):
             request = request.clone(rel_url=request.rel_url)
         problem = target_problem(request.raw_path)
         if problem is not None:
-            return request, self._fail(context, 400, Reason.BAD_REQUEST, problem)
+            return request, reject(context, 400, Reason.BAD_REQUEST, problem)
         return request, None
 
     async def _lookup(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
@@ -155,22 +130,33 @@ class Proxy:
         self.stats.lookups += 1
         now = self.clock()
         entry = self.store.lookup(key, request.headers)
-        if entry is not None and not self._client_requires_revalidation(request):
+        forced = entry is not None and self._client_revalidates and self._client_forbids(request, entry, now)
+        if entry is not None and not forced:
             if entry.is_fresh(now):
                 return self._serve(request, entry, now, Outcome.HIT, context)
             if entry.may_serve_while_revalidating(now) and not entry.no_cache:
                 self._refresh_in_background(request, Lookup(key, rule, entry))
                 return self._serve(request, entry, now, Outcome.STALE, context)
-        if "only-if-cached" in request.headers.get("cache-control", ""):
-            return self._fail(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
+        if "cache-control" in request.headers and "only-if-cached" in parse_cache_control(
+                request.headers.getall("cache-control")):
+            hit = await self._shared_hit(request, key, context)
+            if hit is not None:
+                return hit
+            return reject(context, 504, Reason.ONLY_IF_CACHED, "not in cache and only-if-cached was requested")
         if request.method == "HEAD" and entry is None:
             # A HEAD miss is forwarded as HEAD and never stored: it has no body to store.
-            return await self._forward(request, context, Outcome.MISS, Reason.METHOD)
-        return await self._fetch(request, Lookup(key, rule, entry), context)
+            hit = await self._shared_hit(request, key, context)
+            if hit is not None:
+                return hit
+            return await self.forwarder.forward(request, context, Outcome.MISS, Reason.METHOD)
+        if entry is None and "range" in request.headers and store_key(key, "") in self._too_large:
+            return await self.forwarder.forward(request, context, Outcome.MISS, Reason.TOO_LARGE)
+        return await self._fetch(request, Lookup(key, rule, entry, forced), context)
 
     def _serve(self, request: web.BaseRequest, entry: Entry, now: float, outcome: Outcome,
-               context: RequestContext, *, reason: str | None = None, fwd_status: int | None = None,
-               collapsed: bool = False) -> web.Response:
+               context: RequestContext, *, reason: str | None = None, fwd: str | None = None,
+               fwd_status: int | None = None, stored: bool = False, collapsed: bool = False,
+               extra_headers: list[tuple[str, str]] | None = None) -> web.Response:
         age = int(entry.age(now))
         context.outcome, context.age = outcome, age
         if reason:
@@ -181,35 +167,44 @@ class Proxy:
         if outcome is Outcome.STALE:
             self.stats.stale_served += 1
         ttl = None if outcome is Outcome.MISS else entry.fresh_until - now
-        status_value = cache_status(outcome, ttl=ttl, reason=reason, fwd_status=fwd_status, collapsed=collapsed,
-                                    stored=not collapsed and outcome in (Outcome.MISS, Outcome.REVALIDATED))
-        return from_entry(request, entry, age=age, outcome=outcome, status_value=status_value)
+        status_value = cache_status(outcome, ttl=ttl, reason=reason, fwd=fwd, fwd_status=fwd_status,
+                                    stored=stored, collapsed=collapsed)
+        return from_entry(request, entry, age=age, outcome=outcome, status_value=status_value,
+                          extra_headers=extra_headers)
+
+    async def _shared_hit(self, request: web.BaseRequest, key: CacheKey,
+                          context: RequestContext) -> web.Response | None:
+        """Serve a fresh entry from Redis, or return None when there is none or no shared tier.
+
+        Used where a memory miss must not reach the origin through the miss path: a HEAD
+        and an only-if-cached request (RFC 9111 section 5.2.1.7).
+        """
+        if self.shared is None:
+            return None
+        entry = await self.shared.tier.lookup(key, request.headers)
+        now = self.clock()
+        if entry is None or not entry.is_fresh(now):
+            return None
+        self.store.put(entry)
+        return self._serve(request, entry, now, Outcome.HIT, context)
 
     def _rule_for(self, path: str) -> Rule | None:
         if len(path) <= MEMO_MAX_PATH_CHARS:
             return self._rule_memo(path)
         return self.settings.rule_for(path)
 
-    def _client_requires_revalidation(self, request: web.BaseRequest) -> bool:
-        """Return whether a client's no-cache or max-age=0 forces revalidation (off by default)."""
-        if self.settings.cache.client_no_cache != "revalidate":
-            return False
-        directives = parse_cache_control(request.headers.getall("cache-control", []))
-        return (
-            "no-cache" in directives
-            or directives.get("max-age") == "0"
-            or ("cache-control" not in request.headers and request.headers.get("pragma", "").lower() == "no-cache")
-        )
+    def _client_forbids(self, request: web.BaseRequest, entry: Entry, now: float) -> bool:
+        """Return whether the client's no-cache, max-age or Pragma forbids using `entry` unvalidated.
 
-    def _forward_context(self, request: web.BaseRequest) -> ForwardContext:
-        host = self._site
-        if self.settings.origin.host_header == "client" and request.host and request.host.lower() in self._allowed_hosts:
-            host = request.host
-        return ForwardContext(client_ip=request.remote or "", scheme=request.scheme, host=host,
-                              dropped=self._dropped)
+        Consulted only when cache.client_no_cache is "revalidate".
+        """
+        headers = request.headers
+        return client_requires_revalidation(headers.getall("cache-control", []), headers.get("pragma"),
+                                            age=entry.age(now))
 
     async def _fetch(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext) -> web.StreamResponse:
         """Fetch a missing or stale entry once per key; concurrent requests follow the leader."""
+        flight: Flight | None
         flight, leader = self.coalescer.acquire(store_key(lookup.key, ""))
         if not leader:
             self.stats.coalesced += 1
@@ -217,11 +212,13 @@ class Proxy:
             shared = result.entry
             if result.status is FlightStatus.DONE and shared is not None \
                     and shared.variant == variant_key(shared.vary, request.headers):
-                return self._serve(request, shared, self.clock(), Outcome.MISS, context, collapsed=True)
+                return self._serve(request, shared, self.clock(), Outcome.MISS, context, fwd=lookup.fwd,
+                                   collapsed=True)
             if result.status is FlightStatus.ERROR and result.error is not None:
                 return self._origin_failed(request, lookup.entry, result.error, context)
             flight = None
-        if self.shared is not None:
+        if self.shared is not None and not lookup.forced:
+            # A client that forced revalidation must not get the shared tier's copy either.
             return await self._fetch_through_shared(request, lookup, context, flight)
         return await self._fetch_as_leader(request, lookup, context, flight)
 
@@ -231,7 +228,11 @@ class Proxy:
         assert self.shared is not None
         try:
             entry = await self.shared.tier.lookup(lookup.key, request.headers)
-            if entry is None or not entry.is_fresh(self.clock()):
+            now = self.clock()
+            if entry is not None and not entry.is_fresh(now) and entry.may_serve_while_revalidating(now) \
+                    and not entry.no_cache:
+                return self._serve_shared_stale(request, Lookup(lookup.key, lookup.rule, entry), context, flight)
+            if entry is None or not entry.is_fresh(now):
                 if entry is not None and lookup.entry is None:
                     # A stale shared entry still gives validators and a stale-if-error fallback.
                     lookup = Lookup(lookup.key, lookup.rule, entry)
@@ -251,10 +252,24 @@ class Proxy:
             if flight is not None:
                 self.coalescer.release(flight, FlightResult(FlightStatus.UNSHAREABLE))
 
+    def _serve_shared_stale(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext,
+                            flight: Flight | None) -> web.Response:
+        """Serve a shared entry within its stale-while-revalidate window and refresh it in the background.
+
+        The flight is released first so that the refresh can take it. Released followers
+        then read the same stale entry from Redis, and they start no second refresh.
+        """
+        assert lookup.entry is not None
+        self.store.put(lookup.entry)
+        if flight is not None:
+            self.coalescer.release(flight, FlightResult(FlightStatus.UNSHAREABLE))
+        self._refresh_in_background(request, lookup)
+        return self._serve(request, lookup.entry, self.clock(), Outcome.STALE, context)
+
     async def _fetch_as_leader(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext,
                                flight: Flight | None) -> web.StreamResponse:
         result = FlightResult(FlightStatus.UNSHAREABLE)
-        headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=True)
+        headers = forward_headers(request.headers, self.forwarder.forward_context(request), strip_conditionals=True)
         try:
             try:
                 # The origin gets the canonical path, so the entry is what the key names.
@@ -265,8 +280,7 @@ class Proxy:
             except OriginError as exc:
                 result = FlightResult(FlightStatus.ERROR, error=exc)
                 return self._origin_failed(request, lookup.entry, exc, context)
-            if fetched.entry is not None:
-                result = FlightResult(FlightStatus.DONE, entry=fetched.entry)
+            result = self._flight_result(lookup, fetched)
         finally:
             # Followers are released before the client is written to, whatever happened.
             if flight is not None:
@@ -276,21 +290,43 @@ class Proxy:
         finally:
             fetched.release()
 
+    def _flight_result(self, lookup: Lookup, fetched: Fetched) -> FlightResult:
+        """Return what followers get: the entry, or an error when the leader serves stale for a 5xx."""
+        if fetched.shareable:
+            return FlightResult(FlightStatus.DONE, entry=fetched.entry)
+        upstream = fetched.upstream
+        if upstream is not None and upstream.status in STALE_IF_ERROR_STATUSES and lookup.entry is not None \
+                and lookup.entry.may_serve_on_error(self.clock()):
+            # Followers serve their stale entry too, instead of each asking the failing origin.
+            return FlightResult(FlightStatus.ERROR, error=OriginError(
+                f"origin responded with status {upstream.status}", reason=Reason.STATUS))
+        return FlightResult(FlightStatus.UNSHAREABLE)
+
     async def _respond_fetched(self, request: web.BaseRequest, lookup: Lookup, fetched: Fetched,
                                context: RequestContext) -> web.StreamResponse:
         now = self.clock()
+        forced_reason = Reason.CLIENT_NO_CACHE if lookup.forced else None
         if fetched.kind is FetchKind.REVALIDATED and fetched.entry is not None:
-            return self._serve(request, fetched.entry, now, Outcome.REVALIDATED, context, fwd_status=304)
+            return self._serve(request, fetched.entry, now, Outcome.REVALIDATED, context,
+                               reason=fetched.reason or forced_reason, fwd=lookup.fwd, fwd_status=304,
+                               stored=fetched.reason is None, extra_headers=fetched.unstored)
         if fetched.kind is FetchKind.STORED and fetched.entry is not None:
-            return self._serve(request, fetched.entry, now, Outcome.MISS, context)
+            self._too_large.pop(store_key(lookup.key, ""), None)
+            return self._serve(request, fetched.entry, now, Outcome.MISS, context, reason=forced_reason,
+                               fwd=lookup.fwd, stored=True, extra_headers=fetched.unstored)
         upstream = fetched.upstream
         assert upstream is not None
         stale = lookup.entry
-        if upstream.status in ERROR_STATUSES and stale is not None and stale.may_serve_on_error(now):
+        if upstream.status in STALE_IF_ERROR_STATUSES and stale is not None and stale.may_serve_on_error(now):
             return self._serve(request, stale, now, Outcome.STALE, context, reason=Reason.STATUS,
                                fwd_status=upstream.status)
+        if fetched.reason is Reason.TOO_LARGE and request.method == "GET" and "range" in request.headers:
+            # Too large to store: the origin serves the range itself, now and next time.
+            self._remember_too_large(store_key(lookup.key, ""))
+            fetched.release()
+            return await self.forwarder.forward(request, context, Outcome.MISS, Reason.TOO_LARGE)
         context.outcome, context.reason = Outcome.MISS, fetched.reason
-        status_value = cache_status(Outcome.MISS, reason=fetched.reason, fwd_status=None)
+        status_value = cache_status(Outcome.MISS, reason=fetched.reason, fwd=lookup.fwd)
         strip = fetched.strip_headers
         if fetched.body is not None:
             return buffered_response(upstream, fetched.body, outcome=Outcome.MISS, status_value=status_value,
@@ -305,15 +341,14 @@ class Proxy:
         if stale is not None and stale.may_serve_on_error(now):
             return self._serve(request, stale, now, Outcome.STALE, context, reason=error.reason)
         if isinstance(error, TimeoutError) or (stale is not None and stale.must_revalidate):
-            return self._fail(context, 504, error.reason, str(error))
-        return self._fail(context, error_status(error), error.reason, str(error))
+            return fail(context, 504, error.reason, str(error))
+        return fail(context, error_status(error), error.reason, str(error))
 
-    def _fail(self, context: RequestContext, status: int, reason: str, message: str, *,
-              forwarded: Outcome = Outcome.ERROR) -> web.Response:
-        """Build an error response; `forwarded` is why the request went to the origin (Cache-Status fwd)."""
-        context.outcome, context.reason = Outcome.ERROR, reason
-        status_value = cache_status(forwarded, reason=reason)
-        return error_response(status, message, outcome=Outcome.ERROR, status_value=status_value)
+    def _remember_too_large(self, flight_key: str) -> None:
+        self._too_large[flight_key] = None
+        self._too_large.move_to_end(flight_key)
+        if len(self._too_large) > TOO_LARGE_MEMORY:
+            self._too_large.popitem(last=False)
 
     def _refresh_in_background(self, request: web.BaseRequest, lookup: Lookup) -> None:
         """Start one refresh for a key unless a fetch for it is already running."""
@@ -321,7 +356,7 @@ class Proxy:
         if self.coalescer.in_flight(flight_key):
             return
         flight, _ = self.coalescer.acquire(flight_key)
-        headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=True)
+        headers = forward_headers(request.headers, self.forwarder.forward_context(request), strip_conditionals=True)
         task = asyncio.create_task(self._refresh(flight, lookup.key.path, headers, lookup,
                                                  "authorization" in request.headers))
         self._background.add(task)
@@ -334,102 +369,28 @@ class Proxy:
             fetched = await self.fetcher.fetch(raw_path, headers, rule=lookup.rule, key=lookup.key,  # type: ignore[arg-type]
                                                entry=lookup.entry, authorization=authorization)
             fetched.release()
-            if fetched.entry is not None:
-                result = FlightResult(FlightStatus.DONE, entry=fetched.entry)
+            result = self._flight_result(lookup, fetched)
+            cache_logger.debug("refresh key=%s result=%s reason=%s", lookup.key, fetched.kind.value,
+                               fetched.reason or "-")
         except OriginError as exc:
             result = FlightResult(FlightStatus.ERROR, error=exc)
+            cache_logger.debug("refresh key=%s result=error reason=%s", lookup.key, exc.reason)
         finally:
             self.coalescer.release(flight, result)
 
-    async def _forward(self, request: web.BaseRequest, context: RequestContext, outcome: Outcome,
-                       reason: Reason) -> web.StreamResponse:
-        """Send a request to the origin unchanged and stream the response back, bypassing the cache."""
-        context.outcome, context.reason = outcome, reason
-        headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=False)
-        data = request.content if request.body_exists else None
-        try:
-            upstream = await self.fetcher.send(request.method, request.raw_path, headers, data=data)
-        except OriginError as exc:
-            return self._fail(context, error_status(exc), exc.reason, str(exc), forwarded=outcome)
-        try:
-            status_value = cache_status(outcome, reason=reason)
-            return await stream_response(request, upstream, outcome=outcome, status_value=status_value)
-        finally:
-            upstream.release()
-
-    async def _bypass(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        """Forward a forced miss within the client's rate limit, sharing a public response in flight."""
-        wait = self.bypass_limiter.acquire(request.remote or "")
-        if wait > 0:
-            response = self._fail(context, 429, Reason.RATE_LIMITED, "too many requests with a query string")
-            response.headers["Retry-After"] = retry_after(wait)
-            return response
-        if request.method != "GET" or request.body_exists:
-            return await self._forward(request, context, Outcome.BYPASS, Reason.QUERY)
-        headers = forward_headers(request.headers, self._forward_context(request), strip_conditionals=False)
-        key = flight_key(request.method, request.raw_path, headers)
-        future, leader = self.bypass_flights.acquire(key)
-        if not leader:
-            shared = await self.bypass_flights.wait(future)
-            if shared is not None:
-                self.stats.bypass_coalesced += 1
-                context.outcome, context.reason = Outcome.BYPASS, Reason.QUERY
-                if shared.error_reason is not None:
-                    context.outcome, context.reason = Outcome.ERROR, shared.error_reason
-                return web.Response(status=shared.status, reason=shared.reason, headers=shared.headers,
-                                    body=shared.body)
-            return await self._forward(request, context, Outcome.BYPASS, Reason.QUERY)
-        shared = None
-        try:
-            response, shared = await self._forward_shareable(request, context, headers)
-            return response
-        finally:
-            self.bypass_flights.release(key, future, shared)
-
-    async def _forward_shareable(self, request: web.BaseRequest, context: RequestContext,
-                                 headers: object) -> tuple[web.StreamResponse, SharedResponse | None]:
-        """Forward a GET forced miss as a leader; return the response and what followers may share."""
-        context.outcome, context.reason = Outcome.BYPASS, Reason.QUERY
-        status_value = cache_status(Outcome.BYPASS, reason=Reason.QUERY)
-        try:
-            upstream = await self.fetcher.send("GET", request.raw_path, headers)  # type: ignore[arg-type]
-        except OriginError as exc:
-            return self._shared_failure(context, exc)
-        try:
-            if not is_shareable(upstream.headers):
-                return await stream_response(request, upstream, outcome=Outcome.BYPASS,
-                                             status_value=status_value), None
-            try:
-                body, complete = await read_body(upstream, self.settings.cache.max_object_bytes)
-            except OriginError as exc:
-                return self._shared_failure(context, exc)
-            if not complete:
-                return await stream_response(request, upstream, outcome=Outcome.BYPASS, status_value=status_value,
-                                             prefix=body), None
-            response = buffered_response(upstream, body, outcome=Outcome.BYPASS, status_value=status_value)
-            return response, SharedResponse(response.status, response.reason, CIMultiDictProxy(
-                CIMultiDict(response.headers)), body)
-        finally:
-            upstream.release()
-
-    def _shared_failure(self, context: RequestContext,
-                        error: OriginError) -> tuple[web.StreamResponse, SharedResponse | None]:
-        """Return a forced miss's error response and the same response for its followers."""
-        response = self._fail(context, error_status(error), error.reason, str(error), forwarded=Outcome.BYPASS)
-        assert isinstance(response.body, bytes)
-        shared = SharedResponse(response.status, response.reason, CIMultiDictProxy(CIMultiDict(response.headers)),
-                                response.body, error_reason=error.reason)
-        return response, shared
-
     async def _pass_through(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
-        """Forward an unsafe method. A 2xx or 3xx response invalidates its paths (RFC 9111 section 4.4)."""
-        response = await self._forward(request, context, Outcome.BYPASS, Reason.METHOD)
-        if request.method in UNSAFE_METHODS and 200 <= response.status < 400:
-            paths = {self._canonical(request.raw_path)}
-            for name in ("Location", "Content-Location"):
-                target = response.headers.get(name)
-                if target and self._is_same_site(target):
-                    paths.add(self._canonical(target if target.startswith("/") else "/" + target.split("/", 3)[-1]))
+        """Forward another method. A 2xx or 3xx response to an unsafe one invalidates (RFC 9111 section 4.4).
+
+        The target path and same-site Location and Content-Location paths are removed
+        on every site, with all their variants, from the memory store and the shared tier.
+        """
+        response = await self.forwarder.forward(request, context, Outcome.BYPASS, Reason.METHOD)
+        if request.method not in SAFE_METHODS and 200 <= response.status < 400:
+            references = [value for name in ("Location", "Content-Location")
+                          for value in response.headers.getall(name, ())]
+            host = (request.host or "").lower()
+            hosts = {host, select_site(host, self._site.lower(), self._allowed_hosts)}
+            paths = {self._canonical(path) for path in invalidated_paths(request.raw_path, references, hosts=hosts)}
             now = self.clock()
             self.store.purge_paths(paths, soft=False, now=now)
             if self.shared is not None:
@@ -444,12 +405,6 @@ class Proxy:
     def _canonical(self, raw_path: str) -> str:
         return canonical_path(raw_path, fold_trailing_slash=self.settings.key.fold_trailing_slash,
                               fold_case=self.settings.key.fold_case)
-
-    def _is_same_site(self, target: str) -> bool:
-        if target.startswith("/") and not target.startswith("//"):
-            return True
-        host = target.split("://", 1)[-1].split("/", 1)[0].lower()
-        return host == self._site.lower() or host in self._allowed_hosts
 
     def _account(self, request: web.BaseRequest, response: web.StreamResponse, context: RequestContext) -> None:
         # A streamed response has been sent already and knows its length; others have a Content-Length.

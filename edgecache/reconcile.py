@@ -11,6 +11,7 @@ stored fresh and counted as a mismatch. It sends at most
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from .config import ReconcileSettings
 from .entry import Entry
@@ -44,14 +45,18 @@ class Reconciler:
     def enabled(self) -> bool:
         return self.settings.requests_per_second > 0
 
-    async def run(self) -> None:
-        """Check one entry per period until cancelled; the check's own time counts toward the period."""
+    async def run(self, *, clock: Callable[[], float] | None = None,
+                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """Check one entry per period until cancelled; the check's own time counts toward the period.
+
+        `clock` (seconds, the event loop's clock by default) and `sleep` are replaceable for tests.
+        """
         period = 1.0 / self.settings.requests_per_second
-        loop = asyncio.get_running_loop()
+        clock = clock or asyncio.get_running_loop().time
         while True:
-            started = loop.time()
+            started = clock()
             await self.check_next()
-            await asyncio.sleep(max(0.0, period - (loop.time() - started)))
+            await sleep(max(0.0, period - (clock() - started)))
 
     def next_candidate(self) -> Entry | None:
         """Return the next hot entry to check, taking the hot entries in turn."""

@@ -17,6 +17,7 @@ from .entry import Entry, store_key
 from .errors import OriginError
 from .log import inventory_logger
 from .origin import ForwardContext, forward_headers
+from .vary import variant_request_fields
 
 if TYPE_CHECKING:
     from .proxy import Proxy
@@ -25,10 +26,11 @@ if TYPE_CHECKING:
 def can_refetch(entry: Entry) -> bool:
     """Return whether edgecache can rebuild the request behind an entry.
 
-    NOTE: entries that vary on request headers or on key cookies are skipped, because
-    the client headers that selected them are not kept; they refresh on the next request.
+    The fields an entry varies on are rebuilt from its variant key. NOTE: entries keyed
+    by cookies are skipped and refresh on the next request. A Cookie header rebuilt from
+    the key's cookie values would lift this.
     """
-    return not entry.vary and not entry.key.cookie_part
+    return not entry.key.cookie_part
 
 
 class Refetcher:
@@ -66,8 +68,10 @@ class Refetcher:
                 entry=entry if revalidate else None, authorization=False,
             )
             fetched.release()
-            if fetched.entry is not None:
-                result = FlightResult(FlightStatus.DONE, entry=fetched.entry)
+            if not fetched.shareable:
+                # Not stored: a response the origin marked unfit to keep, or a 304 that made it so.
+                return None
+            result = FlightResult(FlightStatus.DONE, entry=fetched.entry)
             return fetched.entry
         except OriginError as exc:
             result = FlightResult(FlightStatus.ERROR, error=exc)
@@ -96,4 +100,6 @@ class Refetcher:
                                   strip_conditionals=True)
         # edgecache itself is the client here, so there is no address to forward.
         del headers["X-Forwarded-For"]
+        # The fields the entry's Vary names, so that the origin renders the same variant.
+        headers.update(variant_request_fields(entry.variant))
         return headers

@@ -8,33 +8,37 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .conditional import is_not_modified, not_modified_headers, parse_single_range
+from .conditional import is_not_modified, not_modified_headers, requested_range
 from .entry import Entry
+from .errors import OriginBusyError, OriginError
 from .log import origin_logger
 from .origin import READ_CHUNK_BYTES, response_headers
 from .outcomes import X_CACHE, Outcome
+from .request_context import RequestContext
 
 VIA = "1.1 edgecache"
+# The cache name that starts each Cache-Status value (RFC 9211 section 2).
+CACHE_NAME = "edgecache"
+# The RFC 9211 fwd value of an outcome when the caller names none.
+_FWD = {Outcome.STALE: "stale", Outcome.REVALIDATED: "stale", Outcome.MISS: "uri-miss", Outcome.ERROR: "uri-miss"}
 
 
 def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | None = None,
-                 stored: bool = False, fwd_status: int | None = None, vary_miss: bool = False,
+                 stored: bool = False, fwd: str | None = None, fwd_status: int | None = None,
                  collapsed: bool = False) -> str:
     """Return an RFC 9211 Cache-Status value for one response.
 
+    `fwd` says why the request went forward (uri-miss, stale, request, ...); without
+    it, the outcome's usual one is given. `reason` becomes the single detail.
     `collapsed` marks a request that waited for another request's origin fetch.
     """
-    parts = ["edgecache"]
+    parts = [CACHE_NAME]
     if outcome is Outcome.HIT:
         parts.append("hit")
     elif outcome is Outcome.BYPASS:
         parts.append("fwd=bypass")
-    elif outcome in (Outcome.STALE, Outcome.REVALIDATED):
-        parts.append("fwd=stale")
-    elif outcome is Outcome.MISS:
-        parts.append("fwd=vary-miss" if vary_miss else "fwd=uri-miss")
     else:
-        parts.append("fwd=uri-miss")
+        parts.append(f"fwd={fwd or _FWD[outcome]}")
     if fwd_status is not None:
         parts.append(f"fwd-status={fwd_status}")
     if ttl is not None:
@@ -57,27 +61,64 @@ def decorate(headers: CIMultiDict[str], *, outcome: Outcome, status_value: str, 
     headers["Via"] = f"{via}, {VIA}" if via else VIA
 
 
-def from_entry(request: web.BaseRequest, entry: Entry, *, age: int, outcome: Outcome, status_value: str) -> web.Response:
+def from_entry(request: web.BaseRequest, entry: Entry, *, age: int, outcome: Outcome, status_value: str,
+               extra_headers: list[tuple[str, str]] | None = None) -> web.Response:
     """Build the response for a request served from a stored entry.
 
-    Applies the client's conditions (304) and a single byte range (206).
+    Applies the client's conditions (304) and a single byte range on GET (206, or 416).
+    A plain request pays only for the membership tests. `extra_headers` are fields
+    that were not stored but belong to this client's response (see `unstored_fields`).
     """
-    if is_not_modified(request.headers, entry.headers, entry.status):
+    request_headers = request.headers
+    if ("if-none-match" in request_headers or "if-modified-since" in request_headers) and is_not_modified(
+            request_headers, entry.headers, entry.status, received=entry.response_time):
         headers = not_modified_headers(entry.headers)
+        if extra_headers:
+            headers.extend(extra_headers)
         decorate(headers, outcome=outcome, status_value=status_value, age=age)
         return web.Response(status=304, headers=headers)
     headers = CIMultiDict(entry.headers)
+    if extra_headers:
+        headers.extend(extra_headers)
     decorate(headers, outcome=outcome, status_value=status_value, age=age)
     body = entry.body
-    byte_range = parse_single_range(request.headers.get("range"), len(body)) if entry.status == 200 else None
-    if byte_range is False:
-        headers["Content-Range"] = f"bytes */{len(body)}"
-        return web.Response(status=416, headers=headers)
-    if byte_range:
-        first, last = byte_range
-        headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
-        return web.Response(status=206, headers=headers, body=body[first:last + 1])
+    if "range" in request_headers and entry.status == 200 and request.method == "GET":
+        byte_range = requested_range(request_headers, entry.headers, len(body))
+        if byte_range is False:
+            # Only the length (RFC 9110 section 15.5.17): the entry's Cache-Control must not
+            # make a cache downstream keep the 416.
+            unsatisfiable: CIMultiDict[str] = CIMultiDict({"Content-Range": f"bytes */{len(body)}"})
+            decorate(unsatisfiable, outcome=outcome, status_value=status_value, age=age)
+            return web.Response(status=416, headers=unsatisfiable)
+        if byte_range:
+            first, last = byte_range
+            headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
+            return web.Response(status=206, headers=headers, body=body[first:last + 1])
     return web.Response(status=entry.status, headers=headers, body=body)
+
+
+def error_status(error: OriginError) -> int:
+    """Return the client status for an origin failure: 503 busy, 504 timed out, else 502."""
+    if isinstance(error, OriginBusyError):
+        return 503
+    return 504 if isinstance(error, TimeoutError) else 502
+
+
+def fail(context: RequestContext, status: int, reason: str, message: str, *,
+         forwarded: Outcome = Outcome.ERROR) -> web.Response:
+    """Build an error response; `forwarded` is why the request went to the origin (Cache-Status fwd)."""
+    context.outcome, context.reason = Outcome.ERROR, reason
+    status_value = cache_status(forwarded, reason=reason)
+    return error_response(status, message, outcome=Outcome.ERROR, status_value=status_value)
+
+
+def reject(context: RequestContext, status: int, reason: str, message: str) -> web.Response:
+    """Build an error response for a request that edgecache rejects without contacting the origin.
+
+    Its Cache-Status has no fwd parameter, because nothing went forward (RFC 9211 section 2.2).
+    """
+    context.outcome, context.reason = Outcome.ERROR, reason
+    return error_response(status, message, outcome=Outcome.ERROR, status_value=f"{CACHE_NAME}; detail={reason}")
 
 
 def error_response(status: int, message: str, *, outcome: Outcome, status_value: str) -> web.Response:

@@ -57,6 +57,13 @@ class StalenessMeter:
         if len(self._marks) > MAX_MARKS:
             del self._marks[next(iter(self._marks))]
 
+    def known_stale_since(self, entry: Entry) -> float | None:
+        """Return when the first state change newer than the entry arrived, or None if none did."""
+        marked_at = self._marks.get(entry.key)
+        if marked_at is None or marked_at <= entry.request_time:
+            return None
+        return marked_at
+
     def observe(self, entry: Entry, now: float) -> None:
         """Count a response served from `entry` when an event made it known stale."""
         marked_at = self._marks.get(entry.key)

@@ -26,9 +26,7 @@ class Store(Protocol):
 
     def lookup(self, key: CacheKey, request_headers: Mapping[str, str]) -> Entry | None: ...
 
-    def variants_of(self, key: CacheKey) -> list[Entry]:
-        """Return every variant stored for a key, without touching LRU positions."""
-        return [self._entries[full_key] for full_key in self._variants.get(_primary(key), ())]
+    def variants_of(self, key: CacheKey) -> list[Entry]: ...
 
     def put(self, entry: Entry) -> list[Entry]: ...
 
@@ -123,6 +121,10 @@ class MemoryStore:
     def remove_key(self, key: CacheKey) -> int:
         """Remove every variant stored for a key."""
         return len(self._remove_many(list(self._variants.get(_primary(key), ()))))
+
+    def discard(self, full_key: str) -> Entry | None:
+        """Remove one variant, if it is still stored; return it."""
+        return self._remove(full_key) if full_key in self._entries else None
 
     def purge_paths(self, paths: Iterable[str], *, soft: bool, now: float, forbid_stale: bool = False) -> int:
         keys: list[str] = []

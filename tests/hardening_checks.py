@@ -31,7 +31,7 @@ async def assert_healthy(edgecache: Edgecache, client: aiohttp.ClientSession, pa
     await asyncio.sleep(0)
     assert edgecache.origin.in_use == 0
     assert len(edgecache.proxy.coalescer) == 0
-    assert len(edgecache.proxy.bypass_flights) == 0
+    assert len(edgecache.proxy.forwarder.bypass_flights) == 0
     assert not edgecache.proxy._background
     assert edgecache_tasks() == []
 

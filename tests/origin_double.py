@@ -46,6 +46,11 @@ class RecordingOrigin:
     def count(self, path: str | None = None) -> int:
         return sum(1 for r in self.requests if path is None or r.path_qs.split("?")[0] == path)
 
+    def validators(self, path: str) -> list[tuple[str | None, str | None]]:
+        """Return (If-None-Match, If-Modified-Since) of each request for `path`, in order."""
+        return [(r.headers.get("If-None-Match"), r.headers.get("If-Modified-Since"))
+                for r in self.requests if r.path_qs.split("?")[0] == path]
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)

@@ -16,10 +16,12 @@ import pytest
 
 from edgecache.commands import DEMO_SETTINGS
 from edgecache.demo.app import create_app
+from edgecache.demo.inventory import Inventory
 
 from conftest import admin_url, proxy_url
+from inventory_pages import TOKEN, bearer
 from redis_process import redis_server  # noqa: F401
-from worker_instance import TOKEN, running
+from worker_instance import running
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -113,7 +115,7 @@ async def page(tmp_path: Path) -> AsyncIterator[DevTools]:
             target = await response.json()
         socket = await session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
         devtools = DevTools(socket)
-        for domain in ("Runtime", "Log", "Page"):
+        for domain in ("Runtime", "Log", "Page", "Network"):
             await devtools.send(f"{domain}.enable")
         yield devtools
         await devtools.close()
@@ -163,22 +165,60 @@ async def _screenshot(page: DevTools, name: str, *, width: int, height: int, mob
     (ARTIFACTS / name).write_bytes(base64.b64decode(shot["data"]))
 
 
+async def _serve_known_stale(client: aiohttp.ClientSession, edgecache, inventory: Inventory) -> None:
+    """Restock a sold-out product whose page is cached, then request the page once: one known-stale response."""
+    product = inventory.products()[0]
+    path = f"/{product.slug}/p"
+    change = inventory.set_quantity(product.sku, 20)
+    event = {"sku": product.sku, "available_quantity": 20, "version": change.version}
+    async with client.post(admin_url(edgecache, "/events/inventory"), json=event, headers=bearer()) as response:
+        assert response.status == 200
+        assert (await response.json())["purged"] == 1
+    async with client.get(proxy_url(edgecache, path)) as response:
+        await response.read()
+        assert response.headers["X-Cache"] == "STALE"
+
+
 async def test_dashboard_renders_demo_traffic(aiohttp_server, make_edgecache, client, page: DevTools) -> None:
-    storefront = await aiohttp_server(create_app(change_interval=None), host="127.0.0.1")
-    edgecache = await make_edgecache(str(storefront.make_url("")), dict(DEMO_SETTINGS))
+    inventory = Inventory()
+    sold_out = inventory.products()[0]
+    inventory.set_quantity(sold_out.sku, 0)
+    storefront = await aiohttp_server(create_app(inventory, change_interval=None), host="127.0.0.1")
+    # No refetch after events, so the restocked page is served stale once and counted as known stale.
+    settings = {**DEMO_SETTINGS, "admin": {"token": TOKEN}, "inventory": {"refresh_on_event": False}}
+    edgecache = await make_edgecache(str(storefront.make_url("")), settings)
     await _drive_demo_traffic(client, edgecache)
+    async with client.get(proxy_url(edgecache, f"/{sold_out.slug}/p")) as response:
+        await response.read()
+    await _serve_known_stale(client, edgecache, inventory)
+    await edgecache.proxy.close()
 
     await page.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
     await page.send("Page.navigate", url=admin_url(edgecache, "/"))
     await _wait_for_charts(page)
 
     assert await page.evaluate("document.getElementById('ratio').textContent") != "–"
-    assert await page.evaluate("document.getElementById('lag').textContent") == "none"
+    assert await page.evaluate("document.getElementById('known-stale').firstChild.textContent") == "1"
+    assert await page.evaluate("document.querySelector('#known-stale .unit').textContent") == "responses"
+    assert await page.evaluate("document.getElementById('known-stale-sub').textContent") == \
+        "claimed unavailable in stock 1"
+    assert await page.evaluate("document.querySelector('#lag .unit').textContent") in ("ms", "s")
+    assert (await page.evaluate("document.getElementById('lag-sub').textContent")).startswith("p50 ")
+    async with client.get(admin_url(edgecache, "/stats")) as response:
+        stats = await response.json()
+    fill = await page.evaluate("Array.from(document.querySelectorAll('#fill dd'), (cell) => cell.textContent)")
+    assert fill[0] == str(stats["cache"]["entries"])
+    assert fill[2] == "0"
+    assert await page.evaluate("document.querySelectorAll('#chart-latency rect.series').length") == 3
     await _screenshot(page, "dashboard-laptop.png", width=1280, height=900, mobile=False)
     await _screenshot(page, "dashboard-phone.png", width=390, height=844, mobile=True)
     overflow = await page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
     assert overflow is False
     assert page.console_errors() == []
+    requested = {event["params"]["request"]["url"] for event in page.events
+                 if event.get("method") == "Network.requestWillBeSent"}
+    assert admin_url(edgecache, "/stats") in requested
+    assert {url for url in requested if not url.startswith((admin_url(edgecache, "/"), "data:"))} == set()
 
 
 async def test_dashboard_through_supervisor(origin, redis_server, client, page: DevTools) -> None:

@@ -143,7 +143,8 @@ async def test_event_purges_category_tag(origin, cache, client) -> None:
 async def test_storm_defers_second_purge(origin, make_edgecache, client, clock) -> None:
     origin.script("/a/p", headers=html_headers(SWR), body=product_page("A", "InStock"))
     edgecache = await make_edgecache(origin.url, {"admin": {"token": TOKEN},
-                                                  "inventory": {"refresh_on_event": False, "storm_interval": 10.0}},
+                                                  "inventory": {"refresh_on_event": False, "storm_interval": 10.0,
+                                                                "storm_flip_purges": 1}},
                                      clock=clock)
     await get(client, edgecache, "/a/p")
     await send(client, edgecache, [{"sku": "A", "available_quantity": 40, "version": 1},

@@ -21,7 +21,8 @@ async def cache(origin, make_edgecache, clock):
     origin.script("/b/p", headers=html_headers(SWR), body=product_page("B", "OutOfStock"))
     origin.script("/c/p", headers=html_headers(SWR), body=product_page("C", "InStock"))
     return await make_edgecache(origin.url, {"admin": {"token": TOKEN},
-                                             "inventory": {"refresh_on_event": False, "storm_interval": 10.0}},
+                                             "inventory": {"refresh_on_event": False, "storm_interval": 10.0,
+                                                           "storm_flip_purges": 1}},
                                 clock=clock)
 
 

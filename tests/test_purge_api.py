@@ -197,3 +197,21 @@ async def test_purge_broken_json(cache, client) -> None:
     async with client.post(admin_url(cache, "/purge"), data=b"{not json", headers=bearer()) as response:
         assert response.status == 400
         assert await response.json() == {"error": "body is not valid JSON"}
+
+
+async def test_rejected_tokens_logged_once(cache, client, caplog) -> None:
+    caplog.set_level("WARNING", logger="edgecache.admin")
+    for guess in ("guess-1", "guess-2", "guess-3"):
+        status, _ = await purge(client, cache, {"all": True}, headers=bearer(guess))
+        assert status == 401
+    warnings = [record.getMessage() for record in caplog.records if record.name == "edgecache.admin"]
+    assert warnings == ["rejected POST /purge from 127.0.0.1: missing or wrong token"]
+
+
+@pytest.mark.parametrize("path", ["/%73hoes/a", "/shoes//a", "/x/../shoes/a", "/shoes/./a", "shoes/a"])
+async def test_purge_path_canonical_forms(origin, cache, client, path) -> None:
+    await fill(client, cache)
+    status, answer = await purge(client, cache, {"paths": [path]})
+    assert (status, answer) == (200, {"purged": 1, "soft": False})
+    assert await get(client, cache, "/shoes/a") == (200, "MISS")
+    assert await get(client, cache, "/shoes/b") == (200, "HIT")

@@ -197,6 +197,15 @@ class SharedTier:
         self.figures["stores"] += 1
         return True
 
+    async def discard(self, full_key: str) -> bool:
+        """Delete one stored variant; return whether Redis did.
+
+        NOTE: other nodes get no message, so a copy in their memory stores lives until it
+        expires or is revalidated there.
+        """
+        done, _ = await self.call("discard", lambda: self.client.unlink(self.entry_key(full_key)))
+        return done
+
     async def purge(self, request: PurgeRequest) -> bool:
         """Apply a purge to Redis and publish it to the other nodes; return whether both worked."""
         done, _ = await self.call("purge", lambda: self._purge(request))
