@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -54,7 +54,7 @@ class Instance:
     output: Output
 
 
-async def wait_for_workers(client: aiohttp.ClientSession, admin: str, *, pids_not: set[int] = frozenset()) -> dict:
+async def wait_for_workers(client: aiohttp.ClientSession, admin: str, *, pids_not: Collection[int] = ()) -> dict:
     """Return /health once every worker responds (with pids outside `pids_not`)."""
     deadline = time.monotonic() + START_LIMIT
     while True:
@@ -62,7 +62,7 @@ async def wait_for_workers(client: aiohttp.ClientSession, admin: str, *, pids_no
             async with client.get(f"{admin}/health") as response:
                 health = await response.json()
                 pids = set(health["workers"]["pids"])
-                if health["workers"]["answered"] == 2 and not pids & pids_not:
+                if health["workers"]["answered"] == 2 and pids.isdisjoint(pids_not):
                     return health
         except aiohttp.ClientError:
             pass

@@ -80,7 +80,7 @@ class InventoryMessage:
     def decode(cls, message: dict[str, Any]) -> InventoryMessage:
         """Build the message from its published JSON object. Raises ValueError."""
         at = message.get("at")
-        if type(at) not in (int, float):
+        if not isinstance(at, (int, float)) or isinstance(at, bool):
             raise ValueError("inventory message field 'at' is not a number")
         items = message.get("records")
         if not isinstance(items, list):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import WatchError
 
@@ -104,9 +105,9 @@ class SharedInventory:
                     purged = await self._purge_pages(events, decisions, before, tracker, now, second_pass=False)
                     transaction.multi()
                     for sku, key in zip(skus, keys):
-                        record = tracker.record(sku)
-                        if record is not None and record != before.get(sku):
-                            transaction.hset(key, mapping=_fields(record))
+                        after = tracker.record(sku)
+                        if after is not None and after != before.get(sku):
+                            transaction.hset(key, mapping=_fields(after))
                     await transaction.execute()
                     return before, tracker, decisions, purged
                 except WatchError:
@@ -179,7 +180,7 @@ def _keeper(sku: str, first_state: str | None, *, filled_since: float | None,
     return keep
 
 
-def _fields(record: SkuRecord) -> dict[str, str]:
+def _fields(record: SkuRecord) -> dict[Any, str]:
     return {
         "sku": record.sku,
         "state": record.state,

@@ -187,7 +187,8 @@ class SharedTier:
         keys = [self.entry_key(entry.store_key), self.vary_key(entry.key), f"{self.prefix}p:{entry.key.path}"]
         keys.extend(self.tag_key(tag) for tag in tags)
         keys.extend(self.record_key(tag) for tag in tags)
-        args = [value, json.dumps(list(entry.vary)), ttl_ms, entry.store_key, repr(entry.request_time), len(tags)]
+        args: list[bytes | str | int] = [value, json.dumps(list(entry.vary)), ttl_ms, entry.store_key,
+                                         repr(entry.request_time), len(tags)]
         done, written = await self.call("put", lambda: self._put_script(keys=keys, args=args))
         if not done:
             return False
@@ -234,7 +235,7 @@ class SharedTier:
         Returns how many entries it touched. Redis errors propagate (see `call`).
         """
         index = self.tag_key(tag)
-        full_keys = sorted(member.decode() for member in await self.client.smembers(index))
+        full_keys = sorted(_text(member) for member in await self.client.smembers(index))
         touched = 0
         for start in range(0, len(full_keys), PURGE_BATCH):
             redis_keys = [self.entry_key(full_key) for full_key in full_keys[start:start + PURGE_BATCH]]
@@ -252,8 +253,8 @@ class SharedTier:
         touched = 0
         async with self.client.pipeline(transaction=False) as pipe:
             for redis_key, value in zip(redis_keys, values):
-                if value is None:
-                    continue
+                if not isinstance(value, bytes):
+                    continue  # Absent; the client returns bytes for every stored value.
                 try:
                     entry = decode_entry(value, max_bytes=self.max_entry_bytes)
                 except CorruptEntryError as exc:
@@ -279,7 +280,7 @@ class SharedTier:
         full_keys: set[str] = set()
         for index in [f"{self.prefix}p:{path}" for path in request.paths] + \
                      [f"{self.prefix}t:{tag}" for tag in request.tags]:
-            full_keys.update(member.decode() for member in await self.client.smembers(index))
+            full_keys.update(_text(member) for member in await self.client.smembers(index))
         return sorted(full_keys)
 
     async def _scan_keys(self, prefixes: Iterable[str], *, purge_all: bool) -> list[str]:
@@ -296,7 +297,7 @@ class SharedTier:
         values = await self.client.mget(redis_keys)
         async with self.client.pipeline(transaction=False) as pipe:
             for redis_key, value in zip(redis_keys, values):
-                if value is None:
+                if not isinstance(value, bytes):
                     continue
                 try:
                     entry = decode_entry(value, max_bytes=self.max_entry_bytes)
@@ -327,6 +328,10 @@ def _vary_names(value: bytes) -> tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise CorruptEntryError(f"Vary record {value[:80]!r} is not a JSON list of strings")
     return tuple(names)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _keep_none(entry: Entry) -> bool:
