@@ -231,3 +231,29 @@ async def test_metrics_without_shared_tier(edgecache, client) -> None:
     async with client.get(admin_url(edgecache, "/metrics")) as response:
         text = await response.text()
     assert "edgecache_shared_" not in text
+
+
+async def test_failed_message_keeps_listener(origin, redis_server, make_edgecache, client, caplog) -> None:
+    raw = {**shared_settings(redis_server.url), "admin": {"token": TOKEN}}
+    node_a = await make_edgecache(origin.url, raw)
+    node_b = await make_edgecache(origin.url, raw)
+    await get(client, proxy_url(node_b, "/shoe/p"))
+    apply = node_b.shared.listener.apply
+    applied = asyncio.Event()
+
+    def fail_once_then_apply(request: PurgeRequest) -> None:
+        node_b.shared.listener.apply = apply_and_signal
+        raise RuntimeError("purge failed")
+
+    def apply_and_signal(request: PurgeRequest) -> None:
+        apply(request)
+        applied.set()
+
+    node_b.shared.listener.apply = fail_once_then_apply
+    await purge(client, node_a, {"paths": ["/other/p"]})
+    await purge(client, node_a, {"paths": ["/shoe/p"]})
+    await asyncio.wait_for(applied.wait(), PROPAGATION_LIMIT)
+
+    assert len(node_b.store) == 0
+    assert node_b.shared.listener.failed == 1
+    assert "RuntimeError('purge failed')" in caplog.text

@@ -66,4 +66,4 @@ class SharedCache:
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.tier.snapshot(), "state": self.state, "subscribed": self.listener.subscribed.is_set(),
-                "invalidations_received": self.listener.received}
+                "invalidations_received": self.listener.received, "invalidations_failed": self.listener.failed}

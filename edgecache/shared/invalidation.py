@@ -122,6 +122,8 @@ class InvalidationListener:
         self.retry_interval = retry_interval
         self.subscribed = asyncio.Event()
         self.received = 0
+        # Messages whose purge raised; the listener logs each and carries on.
+        self.failed = 0
         self._log = RateLimitedLog()
 
     def __repr__(self) -> str:
@@ -166,7 +168,11 @@ class InvalidationListener:
         if node == self.node:
             return
         self.received += 1
-        if isinstance(content, InventoryMessage):
-            self.adopt(content)
-        else:
-            self.apply(content)
+        try:
+            if isinstance(content, InventoryMessage):
+                self.adopt(content)
+            else:
+                self.apply(content)
+        except Exception as exc:  # noqa: BLE001 - one failed message must not stop the listener.
+            self.failed += 1
+            self._log.warning("failed to apply a message from node %s on %r: %r", node, self.channel, exc)
