@@ -122,7 +122,7 @@ class InvalidationListener:
         self.retry_interval = retry_interval
         self.subscribed = asyncio.Event()
         self.received = 0
-        # Messages whose purge raised; the listener logs each and carries on.
+        # Messages whose purge raised. The listener logs them, at most once per interval, and carries on.
         self.failed = 0
         self._log = RateLimitedLog()
 
