@@ -4,8 +4,9 @@ The supervisor serves no shopper traffic. It runs N workers, each a whole Edgeca
 sharing the proxy port. It restarts a worker that dies and forwards SIGTERM to
 them. On SIGHUP it loads the settings itself. An invalid file is logged once and
 nothing changes. Valid settings are kept for workers started later, and SIGHUP
-is forwarded so that every running worker reloads them as one process would. Its admin listener adds up the workers' figures and sends
-purges to every worker before it responds (see workers/admin.py).
+is forwarded so that every running worker reloads them as one process would.
+Its admin listener adds up the workers' figures and sends purges to every worker
+before it responds (see workers/admin.py).
 """
 
 from __future__ import annotations

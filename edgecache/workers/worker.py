@@ -50,10 +50,11 @@ async def adopt_records(request: web.Request) -> web.Response:
     edgecache = request.app[EDGECACHE_KEY]
     try:
         _, message = decode_message(await request.read())
+        if not isinstance(message, InventoryMessage):
+            raise ValueError("the message is not of type inventory")
     except ValueError as exc:
+        workers_logger.warning("worker %d: invalid inventory records from the supervisor: %s", os.getpid(), exc)
         return json_error(400, f"invalid inventory records: {exc}")
-    if not isinstance(message, InventoryMessage):
-        return json_error(400, "invalid inventory records: the message is not of type inventory")
     result = edgecache.adopt_inventory(message.records, at=message.at, refetch=edgecache.shared is None)
     return json_response(result)
 
