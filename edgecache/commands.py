@@ -128,6 +128,7 @@ async def _show_demo(listen: str, admin_listen: str, origin_listen: str) -> None
     page = "/summit-duffel-1/p"
     print(f"demo storefront (origin): http://{origin_listen}/")
     print(f"edgecache (shoppers):     http://{listen}/")
+    print(f"dashboard (operators):    http://{admin_listen}/")
     print(f"admin figures:            http://{admin_listen}/stats  and /metrics")
     print("stock changes every 2 s reach edgecache as inventory events, so pages follow the stock")
     async with aiohttp.ClientSession() as session:

@@ -27,7 +27,6 @@ class Reason(StrEnum):
     ONLY_IF_CACHED = "only-if-cached"
     CLIENT_NO_CACHE = "client-no-cache"
     PRECONDITION = "precondition"
-    RANGE = "range"
     # Why a response was not stored.
     NO_STORE = "no-store"
     PRIVATE = "private"
@@ -39,8 +38,6 @@ class Reason(StrEnum):
     PARTIAL = "partial"
     NO_FRESHNESS = "no-freshness"
     CONTENT_TYPE = "content-type"
-    INVENTORY_RACE = "inventory-race"
-    VARIANT_LIMIT = "variant-limit"
     # Why an origin fetch failed.
     ORIGIN_UNREACHABLE = "origin-unreachable"
     ORIGIN_TIMEOUT = "origin-timeout"
