@@ -133,6 +133,11 @@ PURGE_FIELDS = {"paths", "prefixes", "tags", "all", "soft"}
 
 
 async def purge(request: web.Request) -> web.Response:
+    return await handle_purge(request, shared=True)
+
+
+async def handle_purge(request: web.Request, *, shared: bool) -> web.Response:
+    """Check and apply a purge; `shared=False` leaves Redis and the other nodes alone."""
     denied = check_token(request, required=True)
     if denied is not None:
         return denied
@@ -156,7 +161,7 @@ async def purge(request: web.Request) -> web.Response:
     edgecache = request.app[EDGECACHE_KEY]
     result = await edgecache.purge(paths=body.get("paths", []), prefixes=body.get("prefixes", []),
                              tags=body.get("tags", []), purge_all=body.get("all", False),
-                             soft=body.get("soft", False))
+                             soft=body.get("soft", False), shared=shared)
     admin_logger.info("purge from %s: %s", request.remote, json.dumps(result))
     return json_response(result)
 
@@ -165,7 +170,7 @@ def create_admin_app(edgecache: Edgecache) -> web.Application:
     app = web.Application()
     app[EDGECACHE_KEY] = edgecache
     app[REJECTIONS_KEY] = ThrottledLogger(admin_logger)
-    edgecache.registry = build_registry(edgecache.stats, edgecache.cache_figures)
+    edgecache.registry = build_registry(edgecache.stats, edgecache.cache_figures, edgecache.shared_figures)
     app.router.add_get("/", dashboard)
     app.router.add_static("/static/", STATIC_DIR)
     app.router.add_get("/health", health)

@@ -19,6 +19,7 @@ from .admin import EDGECACHE_KEY, check_token, json_error, json_response
 from .extract import STATES
 from .inventory import InventoryEvent
 from .log import admin_logger
+from .shared import InventoryMessage
 
 EVENT_FIELDS = ("sku", "available_quantity", "state", "version", "timestamp")
 # Longest SKU accepted, in characters; it becomes part of a tag.
@@ -90,6 +91,11 @@ def parse_events(body: Any, *, max_events: int) -> list[InventoryEvent]:
 
 
 async def inventory_events(request: web.Request) -> web.Response:
+    return await receive_events(request, with_records=False)
+
+
+async def receive_events(request: web.Request, *, with_records: bool) -> web.Response:
+    """Check and apply a batch; `with_records` adds the resulting SKU records as a message for sibling workers."""
     denied = check_token(request, required=True)
     if denied is not None:
         return denied
@@ -102,8 +108,11 @@ async def inventory_events(request: web.Request) -> web.Response:
         events = parse_events(body, max_events=edgecache.settings.inventory.max_batch_events)
     except EventError as exc:
         return json_error(400, str(exc))
-    result = edgecache.apply_inventory_events(events)
+    result, records = await edgecache.receive_inventory_events(events)
     admin_logger.debug("inventory events from %s: %s", request.remote, json.dumps(result))
+    if with_records:
+        message = InventoryMessage(tuple(records), edgecache.clock())
+        return json_response({"result": result, "message": json.loads(message.encode(node=""))})
     return json_response(result)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from . import __version__
@@ -98,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    return settings_loader(args)()
+
+
+def settings_loader(args: argparse.Namespace) -> Callable[[], Settings]:
+    """Return a function that reads the settings file and the environment again, with the flags on top.
+
+    It is a partial of a module function, so worker processes can receive it (pickle).
+    """
     overrides: dict[str, dict[str, Any]] = {"server": {}, "origin": {}}
     if getattr(args, "origin", None):
         overrides["origin"]["url"] = args.origin
@@ -105,7 +114,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["server"]["listen"] = args.listen
     if args.admin_listen:
         overrides["server"]["admin_listen"] = args.admin_listen
-    return load_settings(args.config, overrides=overrides)
+    return functools.partial(load_settings, args.config, overrides=overrides)
 
 
 def parse_workers(value: str) -> int:
@@ -120,18 +129,19 @@ def parse_workers(value: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import Edgecache, serve_forever, split_host_port
 
-    settings = settings_from_args(args)
+    loader = settings_loader(args)
+    settings = loader()
     configure_logging(settings.server.log_level)
     if args.workers is None:
-        run_async(serve_forever(Edgecache(settings), duration=args.duration,
-                                load_settings=lambda: settings_from_args(args)))
+        run_async(serve_forever(Edgecache(settings), duration=args.duration, load_settings=loader))
         return 0
     from .workers.supervisor import Supervisor, run_supervisor
 
     if split_host_port(settings.server.listen)[1] == 0:
         raise ConfigError(f"server.listen: invalid value {settings.server.listen!r} with --workers; "
                           "expected a fixed port, because workers share it")
-    run_async(run_supervisor(Supervisor(settings, workers=args.workers), duration=args.duration))
+    run_async(run_supervisor(Supervisor(settings, workers=args.workers, load_settings=loader),
+                             duration=args.duration))
     return 0
 
 

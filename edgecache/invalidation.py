@@ -44,6 +44,8 @@ class PendingPurge:
     # Arrival of the first event it stands for: pages fetched after it are already right.
     first_event_at: float
     due: float
+    # False when another node refetches the page, because that node received the event.
+    refetch: bool = True
 
 
 @dataclass(slots=True)
@@ -86,25 +88,43 @@ class InventoryInvalidator:
         """Return the purge of a page that waits for its storm window to end, if there is one."""
         return self._pending.get(full_key)
 
-    def apply(self, events: Sequence[InventoryEvent], now: float) -> dict[str, Any]:
-        """Apply events in order; return what they did, for the API response."""
+    def apply(self, events: Sequence[InventoryEvent], now: float, *, count_events: bool = True,
+              refetch: bool = True) -> dict[str, Any]:
+        """Apply events in order; return what they did, for the API response.
+
+        `count_events=False` leaves the per-result event counters alone, for records that
+        another node or worker already counted; `refetch=False` purges without refetching.
+        """
         self.flush_due(now)
         results = {result.value: 0 for result in EventResult}
         purged = deferred = 0
         for event in events:
             decision = self.tracker.apply(event, low_stock_threshold=self.settings.low_stock_threshold, now=now)
             results[decision.result] += 1
-            self.stats.inventory_events[decision.result] = self.stats.inventory_events.get(decision.result, 0) + 1
+            if count_events:
+                self.count(decision.result)
             if decision.action is Action.NONE:
                 continue
             if inventory_logger.isEnabledFor(logging.DEBUG):
                 inventory_logger.debug("event sku=%s version=%s result=%s previous=%s state=%s action=%s",
                                        event.sku, event.version, decision.result, decision.previous,
                                        decision.state, decision.action)
-            now_purged, now_deferred = self._invalidate(event.sku, decision, now)
+            now_purged, now_deferred = self._invalidate(event.sku, decision, now, refetch=refetch)
             purged += now_purged
             deferred += now_deferred
         return {"received": len(events), **results, "purged": purged, "deferred": deferred}
+
+    def count(self, result: EventResult) -> None:
+        self.stats.inventory_events[result] = self.stats.inventory_events.get(result, 0) + 1
+
+    def records(self, skus: Sequence[str]) -> list[InventoryEvent]:
+        """Return the latest state of each known SKU as an event, for other workers to adopt."""
+        found = []
+        for sku in dict.fromkeys(skus):
+            record = self.tracker.record(sku)
+            if record is not None:
+                found.append(InventoryEvent(sku, state=record.state, version=record.version))
+        return found
 
     def fence(self, tags: frozenset[str], request_time: float) -> bool:
         """Return whether a fill must be stored stale, counting the fills it fences."""
@@ -122,7 +142,7 @@ class InventoryInvalidator:
             del self._pending[full_key]
             entry = self.store.peek(full_key)
             if entry is not None and entry.request_time <= pending.first_event_at:
-                self._purge([entry], hard=pending.hard, now=now)
+                self._purge([entry], hard=pending.hard, now=now, refetch=pending.refetch)
                 purged += 1
         if len(self._windows) > MAX_STORM_WINDOWS:
             horizon = now - self.settings.storm_interval
@@ -137,7 +157,7 @@ class InventoryInvalidator:
             if self._pending:
                 self.flush_due(clock())
 
-    def _invalidate(self, sku: str, decision: Decision, now: float) -> tuple[int, int]:
+    def _invalidate(self, sku: str, decision: Decision, now: float, *, refetch: bool) -> tuple[int, int]:
         """Purge or defer each page tagged with the SKU; return (purged, deferred)."""
         hard = decision.action is Action.HARD
         interval = self.settings.storm_interval
@@ -153,23 +173,24 @@ class InventoryInvalidator:
             window = self._windows.get(full_key)
             if window is not None and now - window.started < interval and not (
                     window.purges < self.settings.storm_flip_purges and makes_claim_wrong(claimed, decision.state)):
-                self._defer(full_key, hard=hard, now=now, due=window.started + interval)
+                self._defer(full_key, hard=hard, now=now, due=window.started + interval, refetch=refetch)
                 self.staleness.mark(entry, now)
                 deferred += 1
             else:
                 due_now.append(entry)
-        self._purge(due_now, hard=hard, now=now)
+        self._purge(due_now, hard=hard, now=now, refetch=refetch)
         return len(due_now), deferred
 
-    def _defer(self, full_key: str, *, hard: bool, now: float, due: float) -> None:
+    def _defer(self, full_key: str, *, hard: bool, now: float, due: float, refetch: bool) -> None:
         pending = self._pending.get(full_key)
         if pending is not None:
             hard = hard or pending.hard
             now = min(now, pending.first_event_at)
-        self._pending[full_key] = PendingPurge(hard, now, due)
+            refetch = refetch or pending.refetch
+        self._pending[full_key] = PendingPurge(hard, now, due, refetch)
         self.stats.inventory_purges["deferred"] = self.stats.inventory_purges.get("deferred", 0) + 1
 
-    def _purge(self, entries: list[Entry], *, hard: bool, now: float) -> None:
+    def _purge(self, entries: list[Entry], *, hard: bool, now: float, refetch: bool = True) -> None:
         if not entries:
             return
         keys = [entry.store_key for entry in entries]
@@ -184,7 +205,7 @@ class InventoryInvalidator:
                 window.purges += 1
             if not hard:
                 self.staleness.mark(entry, now)
-            if self.settings.refresh_on_event and can_refetch(entry):
+            if refetch and self.settings.refresh_on_event and can_refetch(entry):
                 # A soft-purged entry is still stored, so a 304 can freshen it; a removed one cannot.
                 self.refetcher.refetch_in_background(entry, revalidate=not hard)
                 self.stats.event_refreshes += 1

@@ -139,6 +139,13 @@ class InventoryTracker:
     def record(self, sku: str) -> SkuRecord | None:
         return self._records.get(sku)
 
+    def restore(self, record: SkuRecord) -> None:
+        """Load a record kept elsewhere (Redis) as the SKU's latest state."""
+        self._records[record.sku] = record
+        self._by_tag[self.tag_for(record.sku)] = record
+        if record.changes:
+            self.last_change_at = max(self.last_change_at, record.changed_at)
+
     def apply(self, event: InventoryEvent, *, low_stock_threshold: int, now: float) -> Decision:
         """Record an event and return what it decided."""
         state = event.resolved_state(low_stock_threshold)

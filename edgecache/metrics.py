@@ -18,9 +18,12 @@ from .stats import Histogram, Stats
 
 
 class StatsCollector(Collector):
-    def __init__(self, stats: Stats, cache_figures: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, stats: Stats, cache_figures: Callable[[], dict[str, Any]],
+                 shared_figures: Callable[[], dict[str, Any]] | None = None) -> None:
         self.stats = stats
         self.cache_figures = cache_figures
+        # The shared tier's snapshot (`SharedCache.snapshot`); {"state": "off"} without one.
+        self.shared_figures = shared_figures
 
     def collect(self) -> Iterator[Metric]:
         stats = self.stats
@@ -68,6 +71,40 @@ class StatsCollector(Collector):
                                   value=cache["variant_evictions"])
         yield GaugeMetricFamily("edgecache_start_time_seconds", "Start time of the process since the epoch.",
                                 value=stats.started_at)
+        if self.shared_figures is not None:
+            yield from _shared_metrics(self.shared_figures())
+
+
+def _shared_metrics(shared: dict[str, Any]) -> Iterator[Metric]:
+    """Yield the shared tier's figures; nothing when the tier is off."""
+    if shared.get("state", "off") == "off":
+        return
+    yield GaugeMetricFamily("edgecache_shared_up",
+                            "1 when Redis responds and other nodes' purges arrive, else 0.",
+                            value=1 if shared["state"] == "up" else 0)
+    yield CounterMetricFamily("edgecache_shared_failures", "Redis commands that failed or timed out.",
+                              value=shared["failures"])
+    lookups = CounterMetricFamily("edgecache_shared_lookups", "Lookups in Redis after a memory miss, by result.",
+                                  labels=["result"])
+    lookups.add_metric(["hit"], shared["hits"])
+    lookups.add_metric(["miss"], shared["misses"])
+    yield lookups
+    yield CounterMetricFamily("edgecache_shared_stores", "Entries written to Redis.", value=shared["stores"])
+    skipped = CounterMetricFamily("edgecache_shared_skipped_stores", "Entries not written to Redis, by reason.",
+                                  labels=["reason"])
+    skipped.add_metric(["too-large"], shared["too_large"])
+    skipped.add_metric(["fenced"], shared["fenced"])
+    yield skipped
+    yield CounterMetricFamily("edgecache_shared_invalid_values", "Values in Redis ignored as invalid or too large.",
+                              value=shared["corrupt"])
+    yield CounterMetricFamily("edgecache_shared_lock_waits", "Fetches that waited for another node's fetch lock.",
+                              value=shared["lock_waits"])
+    yield CounterMetricFamily("edgecache_shared_lock_fallbacks",
+                              "Lock waits that ended without the entry, so this node fetched on its own.",
+                              value=shared["lock_fallbacks"])
+    yield CounterMetricFamily("edgecache_shared_invalidations_received",
+                              "Purges and inventory changes received from other nodes.",
+                              value=shared["invalidations_received"])
 
 
 def _inventory_metrics(stats: Stats) -> Iterator[Metric]:
@@ -106,9 +143,10 @@ def _histogram(name: str, documentation: str, histogram: Histogram) -> Histogram
     return HistogramMetricFamily(name, documentation, buckets=histogram.cumulative(), sum_value=histogram.sum)
 
 
-def build_registry(stats: Stats, cache_figures: Callable[[], dict[str, Any]]) -> CollectorRegistry:
+def build_registry(stats: Stats, cache_figures: Callable[[], dict[str, Any]],
+                   shared_figures: Callable[[], dict[str, Any]] | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatsCollector(stats, cache_figures))
+    registry.register(StatsCollector(stats, cache_figures, shared_figures))
     return registry
 
 

@@ -32,6 +32,9 @@ RESTART_ONLY = {
                "shutdown_timeout"),
     "origin": ("url", "connect_timeout", "read_timeout", "header_timeout", "max_connections", "queue_timeout",
                "max_header_bytes"),
+    # The shared tier's clients, lock and listener are built once, at start.
+    "cache": ("shared_url", "shared_timeout", "shared_retry_interval", "shared_max_entry_bytes", "shared_lock_ttl",
+              "shared_lock_wait", "shared_key_prefix"),
 }
 
 

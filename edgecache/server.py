@@ -25,8 +25,9 @@ from .proxy import Proxy
 from .reconcile import Reconciler
 from .refetch import Refetcher
 from .reload import install_signal_handlers
-from .shared import SharedCache
+from .shared import InventoryMessage, SharedCache
 from .shared.invalidation import PurgeRequest
+from .shared.inventory import counted
 from .staleness import StalenessMeter
 from .stats import Stats
 from .store import MemoryStore
@@ -64,7 +65,9 @@ class Edgecache:
         self.proxy = Proxy(settings, store=self.store, origin=self.origin, stats=self.stats, clock=clock)
         self.shared: SharedCache | None = None
         if settings.cache.shared_url:
-            self.shared = SharedCache(settings.cache, apply=self.purge_local, drop_all=self._drop_memory, clock=clock)
+            self.shared = SharedCache(settings.cache, apply=self.purge_local, adopt=self._adopt_published,
+                                      drop_all=self._drop_memory, sku_template=settings.tags.sku_template,
+                                      low_stock_threshold=settings.inventory.low_stock_threshold, clock=clock)
         self._wire_inventory()
         # Handlers replaced by a reload; their background refreshes are awaited at stop.
         self.retired_proxies: list[Proxy] = []
@@ -122,18 +125,22 @@ class Edgecache:
         """Return "off" without a shared tier, else "up" or "down"."""
         return "off" if self.shared is None else self.shared.state
 
+    def shared_figures(self) -> dict[str, Any]:
+        return {"state": "off"} if self.shared is None else self.shared.snapshot()
+
     def snapshot(self) -> dict[str, Any]:
         snapshot = self.stats.snapshot(cache=self.cache_figures())
-        snapshot["shared"] = {"state": "off"} if self.shared is None else self.shared.snapshot()
+        snapshot["shared"] = self.shared_figures()
         return snapshot
 
     async def purge(self, *, paths: list[str], prefixes: list[str], tags: list[str], purge_all: bool,
                     soft: bool, forbid_stale: bool = False, shared: bool = True) -> dict[str, Any]:
         """Purge entries here, in Redis and on every node sharing it.
 
-        Paths and prefixes are canonicalized as request paths are. Every purge (admin
-        requests, inventory events) goes through here so that it reaches the other
-        nodes; `shared=False` applies it to this process's memory store only.
+        Paths and prefixes are canonicalized as request paths are. Admin purges go
+        through here so that they reach the other nodes, and `shared=False` applies one
+        to this process's memory store only. Inventory events reach the other nodes
+        through `receive_inventory_events` instead.
         """
         key_settings = self.settings.key
         canonical = [canonical_path(path, fold_trailing_slash=key_settings.fold_trailing_slash,
@@ -161,8 +168,40 @@ class Edgecache:
         return self.store.purge_all(soft=False, now=self.clock())
 
     def apply_inventory_events(self, events: list[InventoryEvent]) -> dict[str, Any]:
-        """Apply inventory events in order: purge, fence and refetch the pages of changed SKUs."""
+        """Apply inventory events to this process only: purge, fence and refetch the pages of changed SKUs."""
         return self.invalidator.apply(events, self.clock())
+
+    async def receive_inventory_events(self, events: list[InventoryEvent]) -> tuple[dict[str, Any], list[InventoryEvent]]:
+        """Apply inventory events here, in Redis and, through pub/sub, on every node sharing it.
+
+        With a shared tier, the records in Redis decide what each event does, so an
+        event sent again to any node acts nowhere, and this process adopts the records
+        that result. Returns the API response and the SKU records after the events,
+        which sibling workers adopt (`adopt_inventory`).
+        """
+        now = self.clock()
+        skus = [event.sku for event in events]
+        if self.shared is None:
+            return self.invalidator.apply(events, now), self.invalidator.records(skus)
+        decided = await self.shared.inventory.decide(events, now=now)
+        if decided is None:
+            result = self.invalidator.apply(events, now)
+            result["shared"] = "failed: Redis is down; other nodes keep their copies"
+            return result, self.invalidator.records(skus)
+        for decision in decided.decisions:
+            self.invalidator.count(decision.result)
+        local = self.invalidator.apply(decided.records, now, count_events=False)
+        result = {"received": len(events), **counted(decided.decisions), "purged": local["purged"],
+                  "deferred": local["deferred"], "shared_purged": decided.purged, "shared": "done"}
+        return result, list(decided.records)
+
+    def adopt_inventory(self, records: tuple[InventoryEvent, ...], *, at: float, refetch: bool) -> dict[str, Any]:
+        """Apply SKU records that another node or worker decided; purges this process's memory copies."""
+        return self.invalidator.apply(records, min(at, self.clock()), count_events=False, refetch=refetch)
+
+    def _adopt_published(self, message: InventoryMessage) -> None:
+        # The publishing node refetches the pages, and this node then finds them in Redis.
+        self.adopt_inventory(message.records, at=message.at, refetch=False)
 
     async def start(self) -> None:
         """Open the origin pool and both listeners; ports of 0 pick free ones."""

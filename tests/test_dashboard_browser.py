@@ -20,6 +20,8 @@ from edgecache.demo.inventory import Inventory
 
 from conftest import admin_url, proxy_url
 from inventory_pages import TOKEN, bearer
+from redis_process import redis_server  # noqa: F401
+from worker_instance import running
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -217,3 +219,24 @@ async def test_dashboard_renders_demo_traffic(aiohttp_server, make_edgecache, cl
                  if event.get("method") == "Network.requestWillBeSent"}
     assert admin_url(edgecache, "/stats") in requested
     assert {url for url in requested if not url.startswith((admin_url(edgecache, "/"), "data:"))} == set()
+
+
+async def test_dashboard_through_supervisor(origin, redis_server, client, page: DevTools) -> None:
+    env = {"EDGECACHE_ADMIN_TOKEN": TOKEN, "EDGECACHE_CACHE_SHARED_URL": redis_server.url}
+    async with running(origin, client, env=env) as instance:
+        async with client.get(instance.proxy + "/shoe/p") as response:
+            await response.read()
+
+        await page.send("Page.navigate", url=instance.admin + "/")
+        rows = ("Array.from(document.querySelectorAll('#scale dt, #scale dd')).map((node) => node.textContent)")
+        deadline = asyncio.get_running_loop().time() + RENDER_TIMEOUT
+        while not await page.evaluate("Number(document.body.dataset.rendered || 0) >= 1"):
+            assert asyncio.get_running_loop().time() < deadline, "the dashboard did not render"
+            await asyncio.sleep(0.1)
+
+        assert await page.evaluate(rows) == ["shared tier", "up", "Redis lookups", "0 hits · 1 misses",
+                                             "Redis failures", "0", "workers", "2 of 2 responding · 0 restarts"]
+        assert await page.evaluate("document.getElementById('scale-panel').hidden") is False
+        # The style sheet applied, so the supervisor passed it on as text/css.
+        assert await page.evaluate("getComputedStyle(document.querySelector('.panel')).borderRadius") == "8px"
+        assert page.console_errors() == []

@@ -21,7 +21,7 @@ def test_readme_starts_with_two_commands() -> None:
 def test_ci_run_uses_setup_and_pytest() -> None:
     lines = (ROOT / ".ci" / "run").read_text().splitlines()
 
-    assert "bash .ci/setup redis-server chromium" in lines
+    assert "bash .ci/setup redis-server chromium nginx" in lines
     assert lines[-1] == 'exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"'
 
 

@@ -9,6 +9,8 @@ import aiohttp
 from aiohttp import web
 
 from edgecache.key import CacheKey
+from edgecache.server import Edgecache
+from edgecache.shared import PurgeRequest
 
 from conftest import admin_url, proxy_url
 from redis_process import redis_server, shared_settings, two_nodes  # noqa: F401
@@ -30,13 +32,18 @@ async def purge(client: aiohttp.ClientSession, node, body: dict) -> dict:
         return await response.json()
 
 
-async def wait_until_empty(node, limit: float) -> float:
-    """Return the seconds until the node's memory store is empty; fail after `limit`."""
-    started = time.monotonic()
-    while len(node.store):
-        assert time.monotonic() - started < limit, f"{node!r} still holds entries after {limit} s"
-        await asyncio.sleep(0.002)
-    return time.monotonic() - started
+def purge_barrier(node: Edgecache) -> asyncio.Event:
+    """Return an event set when the node has applied a purge published by another node."""
+    assert node.shared is not None
+    applied = asyncio.Event()
+    apply = node.shared.listener.apply
+
+    def apply_and_signal(request: PurgeRequest) -> None:
+        apply(request)
+        applied.set()
+
+    node.shared.listener.apply = apply_and_signal
+    return applied
 
 
 async def test_page_fetched_by_a_is_hit_on_b(origin, two_nodes, client) -> None:
@@ -70,11 +77,15 @@ async def test_purge_on_a_reaches_b(origin, redis_server, make_edgecache, client
     await get(client, proxy_url(node_a, "/shoe/p"))
     await get(client, proxy_url(node_b, "/shoe/p"))
     assert len(node_b.store) == 1
+    applied = purge_barrier(node_b)
 
+    started = time.monotonic()
     answer = await purge(client, node_a, {"paths": ["/shoe/p"]})
+    await asyncio.wait_for(applied.wait(), PROPAGATION_LIMIT)
 
+    assert time.monotonic() - started < PROPAGATION_LIMIT
     assert answer == {"purged": 1, "soft": False, "shared": "done"}
-    await wait_until_empty(node_b, PROPAGATION_LIMIT)
+    assert len(node_b.store) == 0
     status, _, x_cache = await get(client, proxy_url(node_b, "/shoe/p"))
     assert (status, x_cache) == (200, "MISS")
     assert origin.count("/shoe/p") == 2
@@ -87,11 +98,13 @@ async def test_tag_purge_reaches_b(origin, redis_server, make_edgecache, client)
     origin.script("/boot/p", headers={"Cache-Control": "max-age=60", "Surrogate-Key": "sku:7"}, body=b"boot")
     await get(client, proxy_url(node_b, "/boot/p"))
     await get(client, proxy_url(node_a, "/boot/p"))
+    applied = purge_barrier(node_b)
 
     answer = await purge(client, node_a, {"tags": ["sku:7"]})
+    await asyncio.wait_for(applied.wait(), PROPAGATION_LIMIT)
 
     assert answer["shared"] == "done"
-    await wait_until_empty(node_b, PROPAGATION_LIMIT)
+    assert len(node_b.store) == 0
     assert await node_b.shared.tier.client.exists("edgecache:t:sku:7") == 0
     assert (await get(client, proxy_url(node_b, "/boot/p")))[2] == "MISS"
 
@@ -139,16 +152,25 @@ async def test_cross_node_coalescing(origin, two_nodes, client) -> None:
         return web.Response(body=b"slow page", headers={"Cache-Control": "max-age=60"})
 
     origin.handler("/slow/p", slow_page)
+    waiting = asyncio.Event()
+    wait_for_entry = node_b.shared.lock._wait_for_entry
+
+    async def signal_and_wait(*args: object) -> object:
+        waiting.set()
+        return await wait_for_entry(*args)
+
+    node_b.shared.lock._wait_for_entry = signal_and_wait
     first = asyncio.create_task(get(client, proxy_url(node_a, "/slow/p")))
     await reached.wait()
     second = asyncio.create_task(get(client, proxy_url(node_b, "/slow/p")))
-    while node_b.shared.tier.figures["lock_waits"] == 0:
-        await asyncio.sleep(0.002)
+    await waiting.wait()
     release.set()
 
     assert await first == (200, b"slow page", "MISS")
     assert await second == (200, b"slow page", "HIT")
     assert origin.count("/slow/p") == 1
+    assert node_b.shared.tier.figures["lock_waits"] == 1
+    assert node_b.shared.tier.figures["lock_fallbacks"] == 0
 
 
 async def test_lock_wait_bound_fetches_alone(origin, redis_server, make_edgecache, client) -> None:
@@ -188,3 +210,50 @@ async def test_stats_and_health_show_shared(two_nodes, client) -> None:
 async def test_health_without_shared_tier(edgecache, client) -> None:
     async with client.get(admin_url(edgecache, "/health")) as response:
         assert (await response.json())["shared"] == "off"
+
+
+async def test_metrics_show_shared(origin, two_nodes, client) -> None:
+    node_a, node_b = two_nodes
+    await get(client, proxy_url(node_a, "/shoe/p"))
+    await get(client, proxy_url(node_b, "/shoe/p"))
+
+    async with client.get(admin_url(node_b, "/metrics")) as response:
+        lines = (await response.text()).splitlines()
+
+    assert "edgecache_shared_up 1.0" in lines
+    assert 'edgecache_shared_lookups_total{result="hit"} 1.0' in lines
+    assert 'edgecache_shared_lookups_total{result="miss"} 0.0' in lines
+    assert "edgecache_shared_stores_total 0.0" in lines
+    assert "edgecache_shared_failures_total 0.0" in lines
+
+
+async def test_metrics_without_shared_tier(edgecache, client) -> None:
+    async with client.get(admin_url(edgecache, "/metrics")) as response:
+        text = await response.text()
+    assert "edgecache_shared_" not in text
+
+
+async def test_failed_message_keeps_listener(origin, redis_server, make_edgecache, client, caplog) -> None:
+    raw = {**shared_settings(redis_server.url), "admin": {"token": TOKEN}}
+    node_a = await make_edgecache(origin.url, raw)
+    node_b = await make_edgecache(origin.url, raw)
+    await get(client, proxy_url(node_b, "/shoe/p"))
+    apply = node_b.shared.listener.apply
+    applied = asyncio.Event()
+
+    def fail_once_then_apply(request: PurgeRequest) -> None:
+        node_b.shared.listener.apply = apply_and_signal
+        raise RuntimeError("purge failed")
+
+    def apply_and_signal(request: PurgeRequest) -> None:
+        apply(request)
+        applied.set()
+
+    node_b.shared.listener.apply = fail_once_then_apply
+    await purge(client, node_a, {"paths": ["/other/p"]})
+    await purge(client, node_a, {"paths": ["/shoe/p"]})
+    await asyncio.wait_for(applied.wait(), PROPAGATION_LIMIT)
+
+    assert len(node_b.store) == 0
+    assert node_b.shared.listener.failed == 1
+    assert "RuntimeError('purge failed')" in caplog.text

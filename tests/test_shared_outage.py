@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from edgecache.config import build_settings
+from edgecache.reload import reload_settings
+
 from conftest import admin_url, proxy_url
 from redis_process import redis_server, shared_settings, two_nodes  # noqa: F401
 
@@ -48,6 +51,8 @@ async def test_health_shows_down(origin, two_nodes, redis_server, client) -> Non
     await wait_for_state(node_a, "down", client)
     async with client.get(admin_url(node_a, "/stats")) as response:
         assert (await response.json())["shared"]["state"] == "down"
+    async with client.get(admin_url(node_a, "/metrics")) as response:
+        assert "edgecache_shared_up 0.0" in (await response.text()).splitlines()
 
 
 async def test_reconnects_after_restart(origin, two_nodes, redis_server, client) -> None:
@@ -87,3 +92,19 @@ async def test_slow_redis_times_out(origin, redis_server, make_edgecache, client
     assert await get(client, proxy_url(node, "/shoe/p")) == (200, "MISS")
     assert time.monotonic() - started < 0.4
     assert node.shared.tier.health.up is False
+
+
+async def test_reload_keeps_shared_settings(origin, two_nodes, caplog) -> None:
+    node_a, _ = two_nodes
+    running_url = node_a.settings.cache.shared_url
+    new = build_settings({"server": {"listen": node_a.settings.server.listen,
+                                     "admin_listen": node_a.settings.server.admin_listen},
+                          "origin": {"url": origin.url},
+                          "cache": {"shared_url": "redis://127.0.0.1:1/0", "shared_timeout": 0.5,
+                                    "shared_retry_interval": 0.05, "max_bytes": 10_000_000}}, environ={})
+
+    assert reload_settings(node_a, lambda: new) is True
+
+    assert node_a.settings.cache.shared_url == running_url
+    assert node_a.settings.cache.max_bytes == 10_000_000
+    assert "cache.shared_url changed to 'redis://127.0.0.1:1/0'; restart edgecache to apply it" in caplog.text

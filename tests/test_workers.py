@@ -5,64 +5,24 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from redis_process import free_port
+from inventory_pages import html_headers, product_page
+from worker_instance import NO_REFRESH, TOKEN, Instance, running, send_events, wait_for_workers
 
-TOKEN = "secret"
-# Seconds two spawned workers get to import edgecache and listen.
-START_LIMIT = 20.0
 # New connections sent until both workers have fetched the page. The kernel picks a
 # worker per connection, so the odds that 40 all reach one worker are about 2 in 10^12.
 CONNECTIONS = 40
 
 
-@dataclass
-class Instance:
-    process: asyncio.subprocess.Process
-    proxy: str
-    admin: str
-
-
-async def wait_for_workers(client: aiohttp.ClientSession, admin: str, *, pids_not: set[int] = frozenset()) -> dict:
-    """Return /health once every worker responds (with pids outside `pids_not`)."""
-    deadline = time.monotonic() + START_LIMIT
-    while True:
-        try:
-            async with client.get(f"{admin}/health") as response:
-                health = await response.json()
-                pids = set(health["workers"]["pids"])
-                if health["workers"]["answered"] == 2 and not pids & pids_not:
-                    return health
-        except aiohttp.ClientError:
-            pass
-        assert time.monotonic() < deadline, f"workers not ready after {START_LIMIT} s"
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def instance(origin, client) -> AsyncIterator[Instance]:
-    proxy_port, admin_port = free_port(), free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgecache", "serve", "--workers", "2", "--origin", origin.url,
-        "--listen", f"127.0.0.1:{proxy_port}", "--admin-listen", f"127.0.0.1:{admin_port}", "--duration", "60",
-        env={**os.environ, "EDGECACHE_ADMIN_TOKEN": TOKEN, "EDGECACHE_SERVER_ACCESS_LOG": "false"},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
-    started = Instance(process, f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{admin_port}")
-    try:
-        await wait_for_workers(client, started.admin)
+    async with running(origin, client, env={"EDGECACHE_ADMIN_TOKEN": TOKEN, **NO_REFRESH}) as started:
         yield started
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(process.wait(), 20)
 
 
 async def fill_both_workers(client: aiohttp.ClientSession, instance: Instance, origin, path: str) -> int:
@@ -123,6 +83,8 @@ async def test_dead_worker_restarted(instance, client) -> None:
     health = await wait_for_workers(client, instance.admin, pids_not={victim})
     assert health["workers"]["restarts"] == 1
     assert health["status"] == "ok"
+    await instance.output.wait_for(f"worker 0 started (pid {health['workers']['pids'][0]})")
+    assert instance.output.count(f"worker 0 (pid {victim}) exited with code -9") == 1
 
 
 async def test_sigterm_stops_all(instance, client) -> None:
@@ -134,3 +96,75 @@ async def test_sigterm_stops_all(instance, client) -> None:
     for pid in health["workers"]["pids"]:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def test_inventory_event_reaches_both_workers(instance, origin, client) -> None:
+    origin.script("/a/p", headers=html_headers(), body=product_page("A", "InStock"))
+    await fill_both_workers(client, instance, origin, "/a/p")
+    await send_events(client, instance, {"sku": "A", "state": "in_stock", "version": 1})
+
+    body = await send_events(client, instance, {"sku": "A", "state": "out_of_stock", "version": 2})
+
+    assert body == {"received": 1, "changed": 1, "unchanged": 0, "old-version": 0, "first-seen": 0, "purged": 2,
+                    "deferred": 0, "workers": 2}
+    async with client.get(instance.admin + "/stats") as response:
+        stats = await response.json()
+    assert stats["cache"]["entries"] == 0
+    assert stats["inventory"]["events"] == {"changed": 1, "first-seen": 1}
+    assert stats["inventory"]["purged_entries"] == {"hard": 2}
+
+
+async def test_inventory_event_needs_token(instance, client) -> None:
+    async with client.post(instance.admin + "/events/inventory", json={"sku": "A", "state": "in_stock"}) as response:
+        assert response.status == 401
+
+
+async def test_dashboard_served_with_types(instance, client) -> None:
+    for path, content_type in (("/", "text/html"), ("/static/dashboard.js", "application/javascript"),
+                               ("/static/dashboard.css", "text/css")):
+        async with client.get(instance.admin + path) as response:
+            assert response.status == 200
+            assert response.content_type == content_type
+
+
+def write_config(path: Path, token: str) -> None:
+    path.write_text(f'[admin]\ntoken = "{token}"\n')
+
+
+async def purge_status(client: aiohttp.ClientSession, instance: Instance, token: str) -> int:
+    async with client.post(instance.admin + "/purge", json={"all": True},
+                           headers={"Authorization": f"Bearer {token}"}) as response:
+        return response.status
+
+
+async def test_sighup_reloads_every_worker(origin, client, tmp_path) -> None:
+    config = tmp_path / "edgecache.toml"
+    write_config(config, "old-token")
+    async with running(origin, client, args=("--config", str(config))) as instance:
+        health = await wait_for_workers(client, instance.admin)
+        write_config(config, "new-token")
+
+        instance.process.send_signal(signal.SIGHUP)
+        await instance.output.wait_for("reload: settings applied", count=2)
+
+        assert await purge_status(client, instance, "new-token") == 200
+        assert await purge_status(client, instance, "old-token") == 401
+        after = await wait_for_workers(client, instance.admin)
+        assert after["workers"]["pids"] == health["workers"]["pids"]
+        assert after["workers"]["restarts"] == 0
+
+
+async def test_sighup_invalid_config_keeps_all(origin, client, tmp_path) -> None:
+    config = tmp_path / "edgecache.toml"
+    write_config(config, "old-token")
+    async with running(origin, client, args=("--config", str(config))) as instance:
+        health = await wait_for_workers(client, instance.admin)
+        config.write_text("[admin\n")
+
+        instance.process.send_signal(signal.SIGHUP)
+        await instance.output.wait_for("reload failed, keeping the running settings in every worker")
+
+        assert await purge_status(client, instance, "old-token") == 200
+        after = await wait_for_workers(client, instance.admin)
+        assert after["workers"]["pids"] == health["workers"]["pids"]
+        assert instance.output.count("reload: settings applied") == 0

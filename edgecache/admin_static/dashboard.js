@@ -258,11 +258,30 @@ function renderPanels(stats) {
     ["evictions", number(cache.evictions, 0)],
     ["variant evictions", number(cache.variant_evictions, 0)],
   ]);
+  renderScale(stats);
   const origin = stats.origin;
   $("origin-sub").textContent = `${number(origin.requests, 0)} requests · ${number(origin.errors, 0)} errors · ${number(origin.coalesced, 0)} coalesced`;
   fillTop("top-bypassed", stats.top.bypassed);
   fillTop("top-fetched", stats.top.origin_fetches);
   fillTop("top-requested", stats.top.requested);
+}
+
+// Shown only when /stats has shared tier figures (cache.shared_url) or worker figures (serve --workers).
+function renderScale(stats) {
+  const rows = [];
+  const shared = stats.shared;
+  if (shared && shared.state !== "off") {
+    rows.push(["shared tier", shared.state]);
+    rows.push(["Redis lookups", `${number(shared.hits, 0)} hits · ${number(shared.misses, 0)} misses`]);
+    rows.push(["Redis failures", number(shared.failures, 0)]);
+  }
+  if (stats.workers) {
+    const workers = stats.workers;
+    rows.push(["workers", `${number(workers.answered, 0)} of ${number(workers.count, 0)} responding · ` +
+                          `${number(workers.restarts, 0)} restarts`]);
+  }
+  $("scale-panel").hidden = rows.length === 0;
+  fillFigures("scale", rows);
 }
 
 function renderLegend() {

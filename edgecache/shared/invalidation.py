@@ -1,8 +1,10 @@
-"""Purges as messages: what a purge names, and the pub/sub listener that applies other nodes' purges.
+"""Purges and inventory changes as messages, and the pub/sub listener that applies other nodes' messages.
 
 A node that receives a purge applies it to its memory store and to Redis, then
 publishes it. Every other node's listener applies it to its own memory store.
-A listener that lost its subscription may have missed purges, so after it
+An inventory event is published the same way, as the SKU records it changed
+(`InventoryMessage`); a listener adopts them, which purges its memory copies.
+A listener that lost its subscription may have missed messages, so after it
 subscribes again it drops the whole memory store; Redis then refills it.
 """
 
@@ -17,6 +19,8 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from ..extract import STATES
+from ..inventory import InventoryEvent
 from ..log import shared_logger
 from .health import RateLimitedLog
 
@@ -39,16 +43,13 @@ class PurgeRequest:
     at: float = 0.0
 
     def encode(self, node: str) -> str:
-        return json.dumps({"node": node, "paths": self.paths, "prefixes": self.prefixes, "tags": self.tags,
+        return json.dumps({"type": "purge", "node": node, "paths": self.paths, "prefixes": self.prefixes, "tags": self.tags,
                            "all": self.purge_all, "soft": self.soft, "forbid_stale": self.forbid_stale,
                            "at": self.at})
 
     @classmethod
-    def decode(cls, data: bytes | str) -> tuple[str, PurgeRequest]:
-        """Parse a published purge; return the sending node and the request. Raises ValueError."""
-        message: Any = json.loads(data)
-        if not isinstance(message, dict):
-            raise ValueError("purge message is not a JSON object")
+    def decode(cls, message: dict[str, Any]) -> PurgeRequest:
+        """Build a request from a published purge message. Raises ValueError."""
         lists = {name: message.get(name, []) for name in ("paths", "prefixes", "tags")}
         for name, items in lists.items():
             if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
@@ -59,25 +60,70 @@ class PurgeRequest:
         request = cls(paths=tuple(lists["paths"]), prefixes=tuple(lists["prefixes"]), tags=tuple(lists["tags"]),
                       purge_all=message.get("all") is True, soft=message.get("soft") is True,
                       forbid_stale=message.get("forbid_stale") is True, at=float(at))
-        return str(message.get("node", "")), request
+        return request
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryMessage:
+    """SKU records changed by inventory events on another node, for listeners to adopt."""
+
+    # Each record as an event with an explicit state and the record's version.
+    records: tuple[InventoryEvent, ...]
+    # Epoch seconds at which the sending node applied the events.
+    at: float
+
+    def encode(self, node: str) -> str:
+        return json.dumps({"type": "inventory", "node": node, "at": self.at,
+                           "records": [[record.sku, record.state, record.version] for record in self.records]})
+
+    @classmethod
+    def decode(cls, message: dict[str, Any]) -> InventoryMessage:
+        """Build the message from its published JSON object. Raises ValueError."""
+        at = message.get("at")
+        if not isinstance(at, (int, float)) or isinstance(at, bool):
+            raise ValueError("inventory message field 'at' is not a number")
+        items = message.get("records")
+        if not isinstance(items, list):
+            raise ValueError("inventory message field 'records' is not a list")
+        records = []
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[1] in STATES
+                    and (item[2] is None or type(item[2]) is int)):
+                raise ValueError(f"inventory record {item!r:.80} is not [sku, state, version]")
+            records.append(InventoryEvent(item[0], state=item[1], version=item[2]))
+        return cls(tuple(records), float(at))
+
+
+def decode_message(data: bytes | str) -> tuple[str, PurgeRequest | InventoryMessage]:
+    """Parse a published message; return the sending node and its content. Raises ValueError."""
+    message: Any = json.loads(data)
+    if not isinstance(message, dict):
+        raise ValueError("message is not a JSON object")
+    node = str(message.get("node", ""))
+    if message.get("type") == "inventory":
+        return node, InventoryMessage.decode(message)
+    return node, PurgeRequest.decode(message)
 
 
 class InvalidationListener:
     """Subscribes to the invalidation channel and applies purges sent by other nodes."""
 
     def __init__(self, client: redis.Redis, channel: str, *, node: str, apply: Callable[[PurgeRequest], object],
-                 drop_all: Callable[[], object], on_subscribed: Callable[[], object],
-                 retry_interval: float) -> None:
+                 adopt: Callable[[InventoryMessage], object], drop_all: Callable[[], object],
+                 on_subscribed: Callable[[], object], retry_interval: float) -> None:
         self.client = client
         self.channel = channel
         self.node = node
         self.apply = apply
+        self.adopt = adopt
         self.drop_all = drop_all
         # Called after each successful subscription, because Redis responds again.
         self.on_subscribed = on_subscribed
         self.retry_interval = retry_interval
         self.subscribed = asyncio.Event()
         self.received = 0
+        # Messages whose purge raised. The listener logs them, at most once per interval, and carries on.
+        self.failed = 0
         self._log = RateLimitedLog()
 
     def __repr__(self) -> str:
@@ -115,11 +161,18 @@ class InvalidationListener:
 
     def _handle(self, data: bytes) -> None:
         try:
-            node, request = PurgeRequest.decode(data)
+            node, content = decode_message(data)
         except ValueError as exc:
             self._log.warning("ignored an invalid message on %r: %s", self.channel, exc)
             return
         if node == self.node:
             return
         self.received += 1
-        self.apply(request)
+        try:
+            if isinstance(content, InventoryMessage):
+                self.adopt(content)
+            else:
+                self.apply(content)
+        except Exception as exc:  # noqa: BLE001 - one failed message must not stop the listener.
+            self.failed += 1
+            self._log.warning("failed to apply a message from node %s on %r: %r", node, self.channel, exc)

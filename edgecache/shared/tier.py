@@ -7,6 +7,7 @@ Redis keys, after `cache.shared_key_prefix`:
     p:<path>          set of store keys with that canonical path, for path purges
     t:<tag>           set of store keys with that tag, for tag purges
     l:<primary key>   the cross-node fetch lock (see lock.py)
+    i:<tag>           the inventory record of the SKU with that tag (see inventory.py)
 
 Index sets expire with the longest-lived entry they list. Keys of entries that
 expired earlier stay in them until then, which is harmless when purged.
@@ -45,12 +46,21 @@ T = TypeVar("T")
 PURGE_BATCH = 500
 
 # Writes an entry, its Vary record and its index sets; a record or set never
-# expires before the longest-lived entry it serves.
-# KEYS: entry, vary record, index sets...; ARGV: value, vary JSON, ttl ms, store key.
+# expires before the longest-lived entry it serves. Returns 0 without writing when
+# an inventory record of one of the entry's tags changed at or after the fill's
+# request time, because the page may show the state from before that change.
+# KEYS: entry, vary record, index sets..., inventory records (the last ARGV[6] keys);
+# ARGV: value, vary JSON, ttl ms, store key, request time, number of inventory records.
 _PUT_SCRIPT = """
+local records = tonumber(ARGV[6])
+local request_time = tonumber(ARGV[5])
+for i = #KEYS - records + 1, #KEYS do
+  local changed_at = tonumber(redis.call('HGET', KEYS[i], 'changed_at') or '')
+  if changed_at and changed_at >= request_time then return 0 end
+end
 local ttl = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-for i = 2, #KEYS do
+for i = 2, #KEYS - records do
   if i == 2 then
     local left = redis.call('PTTL', KEYS[2])
     redis.call('SET', KEYS[2], ARGV[2], 'PX', math.max(left, ttl))
@@ -81,7 +91,7 @@ class SharedTier:
                                           connect_timeout=settings.shared_timeout)
         self._put_script = self.client.register_script(_PUT_SCRIPT)
         self._corrupt_log = RateLimitedLog()
-        self.figures = {"hits": 0, "misses": 0, "stores": 0, "too_large": 0, "corrupt": 0,
+        self.figures = {"hits": 0, "misses": 0, "stores": 0, "too_large": 0, "corrupt": 0, "fenced": 0,
                         "lock_waits": 0, "lock_fallbacks": 0}
 
     def __repr__(self) -> str:
@@ -111,6 +121,12 @@ class SharedTier:
 
     def vary_key(self, key: CacheKey) -> str:
         return f"{self.prefix}v:{store_key(key, '')}"
+
+    def tag_key(self, tag: str) -> str:
+        return f"{self.prefix}t:{tag}"
+
+    def record_key(self, tag: str) -> str:
+        return f"{self.prefix}i:{tag}"
 
     async def lookup(self, key: CacheKey, request_headers: Mapping[str, str]) -> Entry | None:
         """Return the entry Redis holds for a request, or None (absent, invalid or Redis down)."""
@@ -152,7 +168,11 @@ class SharedTier:
         self._corrupt_log.warning("ignored invalid value at Redis key %r: %s", redis_key, error)
 
     async def put(self, entry: Entry) -> bool:
-        """Write an entry with its expiry; return whether Redis stored it."""
+        """Write an entry with its expiry; return whether Redis stored it.
+
+        An entry filled before the latest inventory change of one of its tags is not
+        written (counted as `fenced`), even when this node has not heard of the change yet.
+        """
         ttl_ms = math.ceil((entry.expires_at() - self.clock()) * 1000)
         if ttl_ms <= 0:
             return False
@@ -163,13 +183,20 @@ class SharedTier:
                 shared_logger.debug("not stored in Redis: %s is %d bytes, over cache.shared_max_entry_bytes %d",
                                     entry.key, len(value), self.max_entry_bytes)
             return False
+        tags = sorted(entry.tags)
         keys = [self.entry_key(entry.store_key), self.vary_key(entry.key), f"{self.prefix}p:{entry.key.path}"]
-        keys.extend(f"{self.prefix}t:{tag}" for tag in sorted(entry.tags))
-        args = [value, json.dumps(list(entry.vary)), ttl_ms, entry.store_key]
-        stored, _ = await self.call("put", lambda: self._put_script(keys=keys, args=args))
-        if stored:
-            self.figures["stores"] += 1
-        return stored
+        keys.extend(self.tag_key(tag) for tag in tags)
+        keys.extend(self.record_key(tag) for tag in tags)
+        args: list[bytes | str | int] = [value, json.dumps(list(entry.vary)), ttl_ms, entry.store_key,
+                                         repr(entry.request_time), len(tags)]
+        done, written = await self.call("put", lambda: self._put_script(keys=keys, args=args))
+        if not done:
+            return False
+        if not written:
+            self.figures["fenced"] += 1
+            return False
+        self.figures["stores"] += 1
+        return True
 
     async def discard(self, full_key: str) -> bool:
         """Delete one stored variant; return whether Redis did.
@@ -201,6 +228,49 @@ class SharedTier:
                 await self.client.unlink(*indexes)
         await self.client.publish(self.channel, request.encode(self.node))
 
+    async def purge_tag(self, tag: str, *, soft: bool, at: float,
+                        keep: Callable[[Entry], bool] | None = None) -> int:
+        """Remove, or mark stale from `at`, the entries with a tag, except those `keep` accepts.
+
+        Returns how many entries it touched. Redis errors propagate (see `call`).
+        """
+        index = self.tag_key(tag)
+        full_keys = sorted(_text(member) for member in await self.client.smembers(index))
+        touched = 0
+        for start in range(0, len(full_keys), PURGE_BATCH):
+            redis_keys = [self.entry_key(full_key) for full_key in full_keys[start:start + PURGE_BATCH]]
+            if keep is None and not soft:
+                touched += await self.client.unlink(*redis_keys)
+                continue
+            touched += await self._purge_entries(redis_keys, soft=soft, at=at, keep=keep or _keep_none)
+        if keep is None and not soft:
+            await self.client.unlink(index)
+        return touched
+
+    async def _purge_entries(self, redis_keys: list[str], *, soft: bool, at: float,
+                             keep: Callable[[Entry], bool]) -> int:
+        values = await self.client.mget(redis_keys)
+        touched = 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            for redis_key, value in zip(redis_keys, values):
+                if not isinstance(value, bytes):
+                    continue  # Absent; the client returns bytes for every stored value.
+                try:
+                    entry = decode_entry(value, max_bytes=self.max_entry_bytes)
+                except CorruptEntryError as exc:
+                    self._corrupt(redis_key, exc)
+                    pipe.unlink(redis_key)
+                    continue
+                if keep(entry):
+                    continue
+                touched += 1
+                if soft:
+                    pipe.set(redis_key, encode_entry(entry.made_stale(at)), keepttl=True, xx=True)
+                else:
+                    pipe.unlink(redis_key)
+            await pipe.execute()
+        return touched
+
     async def _keys_to_purge(self, request: PurgeRequest) -> list[str]:
         """Return the store keys a purge names, read from the index sets or a key scan."""
         if request.purge_all or request.prefixes:
@@ -210,7 +280,7 @@ class SharedTier:
         full_keys: set[str] = set()
         for index in [f"{self.prefix}p:{path}" for path in request.paths] + \
                      [f"{self.prefix}t:{tag}" for tag in request.tags]:
-            full_keys.update(member.decode() for member in await self.client.smembers(index))
+            full_keys.update(_text(member) for member in await self.client.smembers(index))
         return sorted(full_keys)
 
     async def _scan_keys(self, prefixes: Iterable[str], *, purge_all: bool) -> list[str]:
@@ -227,7 +297,7 @@ class SharedTier:
         values = await self.client.mget(redis_keys)
         async with self.client.pipeline(transaction=False) as pipe:
             for redis_key, value in zip(redis_keys, values):
-                if value is None:
+                if not isinstance(value, bytes):
                     continue
                 try:
                     entry = decode_entry(value, max_bytes=self.max_entry_bytes)
@@ -258,6 +328,14 @@ def _vary_names(value: bytes) -> tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise CorruptEntryError(f"Vary record {value[:80]!r} is not a JSON list of strings")
     return tuple(names)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _keep_none(entry: Entry) -> bool:
+    return False
 
 
 def _glob_escape(text: str) -> str:

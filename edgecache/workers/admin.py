@@ -1,15 +1,20 @@
 """The supervisor's admin listener: figures of the whole instance, purges sent to every worker.
 
 GET /stats and /metrics add up every live worker's figures, read from its Unix
-socket. Any POST (purges, figure resets, inventory events) is sent to every live
-worker, and the response waits for all of them. It is the first failure when a
-worker fails, else the workers' JSON documents with their numbers summed.
-Other GET paths are served by the first live worker.
+socket. Any POST (purges, figure resets) is sent to every live worker, and the
+response waits for all of them. It is the first failure when a worker fails,
+else the workers' JSON documents with their numbers summed. With a shared tier,
+only the first worker applies a purge to Redis and the other nodes. An inventory event
+is decided by one worker (against Redis when the shared tier is on), and the
+others adopt the SKU records it returns before the response, so every worker's
+memory copies are purged and the event is counted once. Other GET paths are
+served by the first live worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -21,7 +26,7 @@ from ..admin import json_error, json_response
 from ..log import admin_logger
 from ..metrics import build_registry, render
 from .figures import merge_stats, sum_figures
-from .worker import FIGURES_PATH
+from .worker import ADOPT_PATH, DECIDE_PATH, FIGURES_PATH, LOCAL_PURGE_PATH
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor, WorkerSlot
@@ -31,6 +36,8 @@ SUPERVISOR_KEY: web.AppKey["Supervisor"] = web.AppKey("supervisor")
 WORKER_TIMEOUT = 10.0
 # Request headers passed on to workers.
 FORWARDED_HEADERS = ("Authorization", "Content-Type")
+# Response headers of a worker's GET passed back to the client.
+PASSED_BACK_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control", "ETag", "Last-Modified")
 
 
 async def _call(slot: WorkerSlot, method: str, path: str, *, body: bytes | None = None,
@@ -47,7 +54,10 @@ async def _call(slot: WorkerSlot, method: str, path: str, *, body: bytes | None 
 
 async def _call_all(supervisor: Supervisor, method: str, path: str, **options: Any) -> list[tuple[int, Any]]:
     """Send a request to every live worker at once; a worker that does not respond gives status 502."""
-    slots = [slot for slot in supervisor.slots if slot.alive()]
+    return await _call_each([slot for slot in supervisor.slots if slot.alive()], method, path, **options)
+
+
+async def _call_each(slots: list[WorkerSlot], method: str, path: str, **options: Any) -> list[tuple[int, Any]]:
     results = await asyncio.gather(*(_call(slot, method, path, **options) for slot in slots),
                                    return_exceptions=True)
     answers: list[tuple[int, Any]] = []
@@ -99,8 +109,8 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    _, merged, cache = await _instance_figures(request.app[SUPERVISOR_KEY])
-    body = render(build_registry(merged, lambda: cache))
+    snapshot, merged, cache = await _instance_figures(request.app[SUPERVISOR_KEY])
+    body = render(build_registry(merged, lambda: cache, lambda: snapshot["shared"]))
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
@@ -124,7 +134,15 @@ async def fan_out(request: web.Request) -> web.Response:
         return json_error(404, f"{request.path} is not served by the supervisor")
     body = await request.read()
     headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
-    answers = await _call_all(supervisor, "POST", request.path_qs, body=body, headers=headers)
+    if request.path == "/purge" and supervisor.settings.cache.shared_url:
+        # One worker purges Redis and publishes the purge to the other nodes. Then the
+        # others purge their memory only, after Redis can no longer return the purged entries.
+        slots = [slot for slot in supervisor.slots if slot.alive()]
+        answers = await _call_each(slots[:1], "POST", request.path_qs, body=body, headers=headers)
+        if answers and answers[0][0] == 200:
+            answers += await _call_each(slots[1:], "POST", LOCAL_PURGE_PATH, body=body, headers=headers)
+    else:
+        answers = await _call_all(supervisor, "POST", request.path_qs, body=body, headers=headers)
     if not answers:
         return json_error(503, "no worker is running; try again when /health shows the workers")
     failed = next(((status, data) for status, data in answers if status != 200), None)
@@ -138,15 +156,59 @@ async def fan_out(request: web.Request) -> web.Response:
     return json_response(documents[0])
 
 
+async def inventory_events(request: web.Request) -> web.Response:
+    """Have one worker decide a batch of inventory events, then every other worker adopt the result."""
+    supervisor = request.app[SUPERVISOR_KEY]
+    slots = [slot for slot in supervisor.slots if slot.alive()]
+    if not slots:
+        return json_error(503, "no worker is running; try again when /health shows the workers")
+    body = await request.read()
+    headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+    [(status, decided)] = await _call_each(slots[:1], "POST", DECIDE_PATH, body=body, headers=headers)
+    if status != 200:
+        return _passed_on(status, decided)
+    message = json.dumps(decided["message"]).encode()
+    answers = await _call_each(slots[1:], "POST", ADOPT_PATH, body=message,
+                               headers={"Content-Type": "application/json"})
+    failed = next(((status, data) for status, data in answers if status != 200), None)
+    if failed is not None:
+        # The deciding worker applied the events, so a retry of the batch is ignored as old
+        # versions and would not reach this worker. The error names the worker that missed them.
+        return _passed_on(*failed)
+    result = decided["result"]
+    for _, adopted in answers:
+        result["purged"] += adopted["purged"]
+        result["deferred"] += adopted["deferred"]
+    return json_response({**result, "workers": len(slots)})
+
+
+def _passed_on(status: int, data: Any) -> web.Response:
+    if isinstance(data, str):
+        return web.Response(status=status, text=data)
+    return json_response(data, status=status)
+
+
 async def first_worker(request: web.Request) -> web.StreamResponse:
-    """Serve other GET paths (for example a dashboard page) from the first live worker."""
+    """Serve other GET paths (the dashboard page, its script and style sheet) from the first live worker.
+
+    The body and its Content-Type pass through unchanged, because browsers refuse a
+    style sheet, and with nosniff a script, served under another type.
+    """
     supervisor = request.app[SUPERVISOR_KEY]
     slot = next((slot for slot in supervisor.slots if slot.alive()), None)
     if slot is None:
         return json_error(503, "no worker is running")
-    status, data = await _call(slot, "GET", request.path_qs)
-    return json_response(data, status=status) if not isinstance(data, str) else web.Response(
-        status=status, text=data, content_type="text/html" if data.lstrip().startswith("<") else "text/plain")
+    connector = aiohttp.UnixConnector(path=slot.socket_path)
+    timeout = aiohttp.ClientTimeout(total=WORKER_TIMEOUT)
+    try:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
+            async with session.get(f"http://worker{request.path_qs}") as response:
+                body = await response.read()
+                headers = {name: response.headers[name] for name in PASSED_BACK_HEADERS if name in response.headers}
+                return web.Response(status=response.status, body=body, headers=headers)
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        admin_logger.warning("worker %d failed to respond to GET %s: %r", slot.index, request.path, exc)
+        return json_error(502, f"worker {slot.index} failed to respond: {exc!r}")
 
 
 def create_supervisor_app(supervisor: Supervisor) -> web.Application:
@@ -155,6 +217,7 @@ def create_supervisor_app(supervisor: Supervisor) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/events/inventory", inventory_events)
     app.router.add_post("/{tail:.*}", fan_out)
     app.router.add_get("/{tail:.*}", first_worker)
     return app

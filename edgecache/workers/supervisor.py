@@ -1,9 +1,12 @@
 """The supervisor of `edgecache serve --workers N`: starts, watches and stops worker processes.
 
 The supervisor serves no shopper traffic. It runs N workers, each a whole Edgecache
-sharing the proxy port. It restarts a worker that dies and forwards SIGHUP and
-SIGTERM to them. Its admin listener adds up the workers' figures and sends
-purges to every worker before it responds (see workers/admin.py).
+sharing the proxy port. It restarts a worker that dies and forwards SIGTERM to
+them. On SIGHUP it loads the settings itself. An invalid file is logged once and
+nothing changes. Valid settings are kept for workers started later, and SIGHUP
+is forwarded so that every running worker reloads them as one process would.
+Its admin listener adds up the workers' figures and sends purges to every worker
+before it responds (see workers/admin.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -21,6 +25,8 @@ from pathlib import Path
 from aiohttp import web
 
 from ..config import Settings
+from ..errors import ConfigError
+from ..reload import keep_restart_only
 from ..log import workers_logger
 from ..server import split_host_port
 from .worker import run_worker
@@ -54,8 +60,10 @@ class WorkerSlot:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, *, workers: int) -> None:
+    def __init__(self, settings: Settings, *, workers: int, load_settings: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
+        # Passed to every worker for its own SIGHUP reload; None turns reloads off.
+        self.load_settings = load_settings
         self.started_at = time.time()
         self.admin_token = settings.admin_token()
         self._directory = tempfile.TemporaryDirectory(prefix="edgecache-workers-")
@@ -73,7 +81,8 @@ class Supervisor:
     def start_worker(self, slot: WorkerSlot) -> None:
         if os.path.exists(slot.socket_path):
             os.unlink(slot.socket_path)
-        process = self._context.Process(target=run_worker, args=(self.settings, slot.index, slot.socket_path),
+        process = self._context.Process(target=run_worker,
+                                        args=(self.settings, slot.index, slot.socket_path, self.load_settings),
                                         name=f"edgecache-worker-{slot.index}", daemon=False)
         process.start()
         slot.process, slot.started_at = process, time.monotonic()
@@ -97,6 +106,20 @@ class Supervisor:
                     slot.restarts += 1
                     self.start_worker(slot)
             await asyncio.sleep(WATCH_INTERVAL)
+
+    def reload(self) -> None:
+        """Load the settings for later workers, then have every running worker reload them."""
+        if self.load_settings is None:
+            workers_logger.warning("reload: no settings loader, so SIGHUP is ignored")
+            return
+        try:
+            new = self.load_settings()
+        except (ConfigError, OSError) as exc:
+            workers_logger.error("reload failed, keeping the running settings in every worker: %s", exc)
+            return
+        self.settings = keep_restart_only(self.settings, new)
+        self.admin_token = self.settings.admin_token()
+        self.forward(signal.SIGHUP)
 
     def forward(self, signum: int) -> None:
         for slot in self.slots:
@@ -128,7 +151,7 @@ async def run_supervisor(supervisor: Supervisor, *, duration: float | None = Non
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, supervisor.forward, signal.SIGHUP)
+    loop.add_signal_handler(signal.SIGHUP, supervisor.reload)
     for slot in supervisor.slots:
         supervisor.start_worker(slot)
     runner = web.AppRunner(create_supervisor_app(supervisor), handle_signals=False, access_log=None)
