@@ -115,8 +115,8 @@ class Tally:
 
 
 async def worker(session: aiohttp.ClientSession, proxy: str, admin: str, slugs: list[str], deadline: float,
-                 tally: Tally, rng: random.Random, counter: list[int]) -> None:
-    while time.monotonic() < deadline:
+                 tally: Tally, rng: random.Random, counter: list[int], max_requests: int) -> None:
+    while time.monotonic() < deadline and sum(tally.requests.values()) < max_requests:
         draw = rng.random()
         kind, method, url, body = "hit", "GET", f"{proxy}/{rng.choice(slugs[:HOT_PAGES])}/p", None
         if draw < MIX["miss"]:
@@ -136,6 +136,17 @@ async def worker(session: aiohttp.ClientSession, proxy: str, admin: str, slugs: 
                 tally.record(kind, response.status)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tally.record(kind, None, type(exc).__name__)
+
+
+async def process_figures(session: aiohttp.ClientSession, admin: str, pid: int) -> dict[str, Any]:
+    """Return edgecache's resident memory, open file descriptors and asyncio tasks.
+
+    The task count comes from /health and includes the task answering that request.
+    """
+    async with session.get(f"{admin}/health") as response:
+        health = await response.json()
+    return {"rss_mib": round(resident_bytes(pid) / 2**20, 1), "open_fds": len(os.listdir(f"/proc/{pid}/fd")),
+            "asyncio_tasks": health["asyncio_tasks"]}
 
 
 async def wait_ready(url: str, timeout: float = 10.0) -> None:
@@ -183,14 +194,19 @@ async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port
     connector = aiohttp.TCPConnector(limit=args.workers)
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        process_start = await process_figures(session, admin, pid)
         counter = [0]
         workers = [asyncio.create_task(worker(session, proxy, admin, slugs, deadline, tally,
-                                              random.Random(rng.random()), counter))
+                                              random.Random(rng.random()), counter, args.max_requests))
                    for _ in range(args.workers)]
-        while time.monotonic() < deadline:
-            await asyncio.sleep(min(args.duration / 20, deadline - time.monotonic()))
+        running = asyncio.gather(*workers)
+        while time.monotonic() < deadline and not running.done():
+            await asyncio.wait([running], timeout=min(args.duration / 20, deadline - time.monotonic()))
             samples.append((round(time.monotonic() - started, 1), resident_bytes(pid)))
-        await asyncio.gather(*workers)
+        await running
+        # Requests that timed out on the client side may still be ending in edgecache.
+        await asyncio.sleep(2 * READ_TIMEOUT)
+        process_end = await process_figures(session, admin, pid)
         async with session.get(f"{admin}/stats") as response:
             stats = await response.json()
     elapsed = time.monotonic() - started
@@ -202,11 +218,12 @@ async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port
         "throughput_rps": round(total / elapsed, 1),
         "errors": dict(tally.errors),
         "rss_mib": {
-            "start": round(samples[1][1] / 2**20, 1),
+            "start": round(samples[min(1, len(samples) - 1)][1] / 2**20, 1),
             "middle": round(samples[len(samples) // 2][1] / 2**20, 1),
             "end": round(samples[-1][1] / 2**20, 1),
         },
         "rss_samples_mib": [(at, round(rss / 2**20, 1)) for at, rss in samples],
+        "process": {"start": process_start, "end": process_end},
         "edgecache": {"hit_ratio": stats["hit_ratio"], "cache": stats["cache"],
                       "origin_errors": stats["origin"]["errors_by_reason"]},
     }
@@ -216,6 +233,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     parser.add_argument("--workers", type=int, default=32, help="concurrent client connections (default 32)")
+    parser.add_argument("--max-requests", type=int, default=5_000_000,
+                        help="stop once this many requests were sent, even before --duration (default 5,000,000)")
     parser.add_argument("--max-bytes", type=int, default=32 * 2**20,
                         help="edgecache cache.max_bytes in bytes (default 32 MiB)")
     parser.add_argument("--seed", type=int, default=1)

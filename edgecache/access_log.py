@@ -32,8 +32,24 @@ class JsonLine:
         return json.dumps(self.fields, separators=(",", ":"))
 
 
-def _clf_time(epoch: float) -> str:
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch))
+class ClfClock:
+    """The combined-format time of day, formatted once per second instead of once per line."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def format(self, epoch: float) -> str:
+        second = int(epoch)
+        if second != self._second:
+            self._text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second))
+            self._second = second
+        return self._text
+
+
+_clf_clock = ClfClock()
 
 
 def log_access(request: web.BaseRequest, status: int, size: int, *, outcome: str, reason: str | None,
@@ -53,7 +69,7 @@ def log_access(request: web.BaseRequest, status: int, size: int, *, outcome: str
         access_logger.info("%s", JsonLine(fields), extra=extra)
         return
     access_logger.info(
-        COMBINED_FORMAT, request.remote, _clf_time(now), request.method, request.raw_path,
+        COMBINED_FORMAT, request.remote, _clf_clock.format(now), request.method, request.raw_path,
         request.version.major, request.version.minor, status, size, request.headers.get("Referer", "-"),
         request.headers.get("User-Agent", "-"), outcome, reason or "-", age, duration, extra=extra,
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings, load_settings, settings_as_dict
+from .log import access_logger
 from .log_output import CachedTimeFormatter, PeriodicFlushHandler, buffered_stdout
 
 EXIT_CONFIG_ERROR = 2
@@ -28,14 +29,27 @@ def run_async(main: Coroutine[Any, Any, Any]) -> Any:
 
 
 def configure_logging(level: str) -> None:
-    """Send every logger to stdout through a buffered handler, cheap enough for an access line per request."""
-    handler = PeriodicFlushHandler(buffered_stdout())
+    """Send every logger to stdout through a buffered handler, cheap enough for an access line per request.
+
+    Access lines are written as they are formatted, without the time, level and
+    logger prefix of other lines, so that log tools read them as combined-format or
+    JSON lines.
+    """
+    stream = buffered_stdout()
+    handler = PeriodicFlushHandler(stream)
     handler.setFormatter(CachedTimeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
-    # No format of ours shows thread or process names, so they are not looked up per record.
+    access_handler = PeriodicFlushHandler(stream)
+    access_handler.setFormatter(logging.Formatter("%(message)s"))
+    access_logger.handlers[:] = [access_handler]
+    access_logger.propagate = False
+    # No format of ours shows thread or process names or the caller's source line, so they
+    # are not looked up per record. The logging HOWTO ("Optimization") documents these
+    # switches, _srcfile included: it skips the stack walk that finds the caller.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    logging._srcfile = None
 
 
 def _add_listen_flags(parser: argparse.ArgumentParser) -> None:
