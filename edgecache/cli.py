@@ -13,6 +13,7 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings, load_settings, settings_as_dict
+from .access_log import write_access_lines_to
 from .log import access_logger
 from .log_output import CachedTimeFormatter, PeriodicFlushHandler, buffered_stdout
 
@@ -35,14 +36,11 @@ def configure_logging(level: str) -> None:
     logger prefix of other lines, so that log tools read them as combined-format or
     JSON lines.
     """
-    stream = buffered_stdout()
-    handler = PeriodicFlushHandler(stream)
-    handler.setFormatter(CachedTimeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler = PeriodicFlushHandler(buffered_stdout())
+    handler.setFormatter(CachedTimeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                             bare_loggers=frozenset({access_logger.name})))
     logging.basicConfig(level=level.upper(), handlers=[handler])
-    access_handler = PeriodicFlushHandler(stream)
-    access_handler.setFormatter(logging.Formatter("%(message)s"))
-    access_logger.handlers[:] = [access_handler]
-    access_logger.propagate = False
+    write_access_lines_to(handler)
     # No format of ours shows thread or process names or the caller's source line, so they
     # are not looked up per record. The logging HOWTO ("Optimization") documents these
     # switches, _srcfile included: it skips the stack walk that finds the caller.
