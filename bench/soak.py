@@ -5,8 +5,10 @@ Starts the demo storefront (with a fault layer under /fault/) in this process an
 client workers for --duration seconds. The mix: hits on a hot set of product pages,
 misses on a flood of distinct paths (4 KB pages, stored until eviction),
 forced misses with query strings, purges through the admin API, and origin faults
-(500, timeouts and resets). It reports throughput, errors by kind, and edgecache's
-resident memory (VmRSS) sampled through the run.
+(500, timeouts and resets). It reports throughput, errors by kind, edgecache's
+resident memory (VmRSS) sampled through the run, and its open file descriptors and
+asyncio tasks at the start, at the end with the load's connections still open, and
+after they closed. It stops after --duration seconds or --max-requests requests.
 
     .venv/bin/python bench/soak.py --duration 600 --output soak.json
 """
@@ -138,13 +140,16 @@ async def worker(session: aiohttp.ClientSession, proxy: str, admin: str, slugs: 
             tally.record(kind, None, type(exc).__name__)
 
 
-async def process_figures(session: aiohttp.ClientSession, admin: str, pid: int) -> dict[str, Any]:
+async def process_figures(admin: str, pid: int) -> dict[str, Any]:
     """Return edgecache's resident memory, open file descriptors and asyncio tasks.
 
-    The task count comes from /health and includes the task answering that request.
+    The request goes over a connection of its own, closed before returning, so the
+    figures count only the connections of the load. The task count comes from /health
+    and includes the task answering that request.
     """
-    async with session.get(f"{admin}/health") as response:
-        health = await response.json()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        async with session.get(f"{admin}/health") as response:
+            health = await response.json()
     return {"rss_mib": round(resident_bytes(pid) / 2**20, 1), "open_fds": len(os.listdir(f"/proc/{pid}/fd")),
             "asyncio_tasks": health["asyncio_tasks"]}
 
@@ -194,7 +199,7 @@ async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port
     connector = aiohttp.TCPConnector(limit=args.workers)
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        process_start = await process_figures(session, admin, pid)
+        process_start = await process_figures(admin, pid)
         counter = [0]
         workers = [asyncio.create_task(worker(session, proxy, admin, slugs, deadline, tally,
                                               random.Random(rng.random()), counter, args.max_requests))
@@ -204,12 +209,17 @@ async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port
             await asyncio.wait([running], timeout=min(args.duration / 20, deadline - time.monotonic()))
             samples.append((round(time.monotonic() - started, 1), resident_bytes(pid)))
         await running
+        elapsed = time.monotonic() - started
         # Requests that timed out on the client side may still be ending in edgecache.
         await asyncio.sleep(2 * READ_TIMEOUT)
-        process_end = await process_figures(session, admin, pid)
+        # With the load's keep-alive connections still open: each holds a descriptor and a task.
+        process_loaded = await process_figures(admin, pid)
         async with session.get(f"{admin}/stats") as response:
             stats = await response.json()
-    elapsed = time.monotonic() - started
+    # The session is closed, so edgecache sees its clients go; what remains beyond the start
+    # figures is idle origin connections or a leak.
+    await asyncio.sleep(1)
+    process_end = await process_figures(admin, pid)
     total = sum(tally.requests.values())
     return {
         "duration_seconds": round(elapsed, 1),
@@ -223,7 +233,8 @@ async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port
             "end": round(samples[-1][1] / 2**20, 1),
         },
         "rss_samples_mib": [(at, round(rss / 2**20, 1)) for at, rss in samples],
-        "process": {"start": process_start, "end": process_end},
+        "process": {"start": process_start, "end_clients_connected": process_loaded,
+                    "end_clients_closed": process_end},
         "edgecache": {"hit_ratio": stats["hit_ratio"], "cache": stats["cache"],
                       "origin_errors": stats["origin"]["errors_by_reason"]},
     }
