@@ -6,10 +6,10 @@ machine that inflates its figures by whatever else runs there. This script reads
 server process's own user and system CPU time from /proc instead, so another
 tenant's load changes the result far less (it still shares caches and memory bandwidth).
 
-It starts the harness's origin (`compare.sh serve-origin`) on CPU 0, each target on
-CPU 1, warms each cache with a 2-second wrk run, then runs `wrk -t1 -c50 --latency`
-over the harness's 1000 product paths against the targets in turn, --reps times, and
-prints medians. Everything listens on 127.0.0.1 and stops by itself.
+It starts the harness's origin (`compare.sh serve-origin`) on CPU 0 and each target on
+CPU 1, and warms each cache with a 2-second wrk run. Then it runs `wrk -t1 -c50
+--latency` over the harness's 1000 product paths against the targets in turn, --reps
+times, and prints medians. Everything listens on 127.0.0.1 and stops by itself.
 
     .venv/bin/python bench/cpu_ab.py --size 2k \\
         --cmd 'before=env PYTHONPATH=/tmp/old .venv/bin/python -m edgecache serve --config bench/edgecache-bench.toml \\
@@ -34,7 +34,7 @@ from pathlib import Path
 HARNESS = Path(os.environ.get("EDGECACHE_BENCH_HARNESS", "/work/shared/bench"))
 ORIGIN_PORT = 18080
 FIRST_PORT = 18150
-# Longest wrk run; the harness allows 10 s at most, and so does this script.
+# Maximum seconds of one wrk run, the same bound as the harness's.
 MAX_DURATION = 10
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

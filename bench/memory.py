@@ -7,8 +7,8 @@ one a miss that is stored until evicted), with --concurrency requests at a time.
 reports edgecache's resident memory (VmRSS) before and after, the store's own count
 of entries and bytes from /stats, and the resident growth per stored entry.
 
-With --max-bytes smaller than the pages sent, the run is a flood: the store must
-evict, and the report says how far resident growth went past cache.max_bytes.
+With --max-bytes smaller than the pages sent, the run is a flood. The store must
+evict, and the report shows how far resident growth went past cache.max_bytes.
 
     .venv/bin/python bench/memory.py --body-bytes 2048 --pages 10000
     .venv/bin/python bench/memory.py --body-bytes 100 --pages 60000 --max-bytes 16777216 --path-chars 200

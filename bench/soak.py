@@ -145,7 +145,7 @@ async def process_figures(admin: str, pid: int) -> dict[str, Any]:
 
     The request goes over a connection of its own, closed before returning, so the
     figures count only the connections of the load. The task count comes from /health
-    and includes the task answering that request.
+    and includes the task that handles that request.
     """
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
         async with session.get(f"{admin}/health") as response:
@@ -212,12 +212,12 @@ async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port
         elapsed = time.monotonic() - started
         # Requests that timed out on the client side may still be ending in edgecache.
         await asyncio.sleep(2 * READ_TIMEOUT)
-        # With the load's keep-alive connections still open: each holds a descriptor and a task.
+        # The load's keep-alive connections are still open, and each uses a descriptor and a task.
         process_loaded = await process_figures(admin, pid)
         async with session.get(f"{admin}/stats") as response:
             stats = await response.json()
-    # The session is closed, so edgecache sees its clients go; what remains beyond the start
-    # figures is idle origin connections or a leak.
+    # The session is closed, so edgecache has closed its client connections too. Anything
+    # beyond the start figures is an idle origin connection or a leak.
     await asyncio.sleep(1)
     process_end = await process_figures(admin, pid)
     total = sum(tally.requests.values())

@@ -80,7 +80,7 @@ def open_fds() -> int | None:
 async def health(request: web.Request) -> web.Response:
     """Report that the process serves, with the figures a soak run watches for leaks.
 
-    `asyncio_tasks` includes the task answering this request.
+    `asyncio_tasks` includes the task that handles this request.
     """
     edgecache = request.app[EDGECACHE_KEY]
     return json_response({"status": "ok", "uptime_seconds": round(edgecache.uptime(), 3),

@@ -42,8 +42,8 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler])
     write_access_lines_to(handler)
     # No format of ours shows thread or process names or the caller's source line, so they
-    # are not looked up per record. The logging HOWTO ("Optimization") documents these
-    # switches, _srcfile included: it skips the stack walk that finds the caller.
+    # are not looked up per record. CPython 3.11's logging module documents that setting
+    # _srcfile to None skips findCaller(), the stack walk that finds the caller.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
