@@ -140,7 +140,42 @@ async def worker(session: aiohttp.ClientSession, proxy: str, admin: str, slugs: 
             tally.record(kind, None, type(exc).__name__)
 
 
-async def process_figures(admin: str, pid: int) -> dict[str, Any]:
+def descriptor_kinds(pid: int, origin_port: int) -> dict[str, int]:
+    """Count the process's open file descriptors by kind, telling origin connections apart.
+
+    Kinds: "origin" (TCP connections to the origin's port), "listening", "tcp-other"
+    (other TCP connections, clients among them), "socket-other" (Unix and non-TCP
+    sockets) and "other" (files, pipes, epoll and event descriptors).
+    """
+    sockets: dict[str, str] = {}
+    counts = {"origin": 0, "listening": 0, "tcp-other": 0, "socket-other": 0, "other": 0}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            sockets[target[len("socket:["):-1]] = "socket-other"
+        else:
+            counts["other"] += 1
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            # proc(5): remote address "HEXIP:HEXPORT" is field 2, the state field 3, the inode field 9.
+            if fields[9] not in sockets:
+                continue
+            if fields[3] == "0A":
+                sockets[fields[9]] = "listening"
+            elif int(fields[2].rpartition(":")[2], 16) == origin_port:
+                sockets[fields[9]] = "origin"
+            else:
+                sockets[fields[9]] = "tcp-other"
+    for kind in sockets.values():
+        counts[kind] += 1
+    return counts
+
+
+async def process_figures(admin: str, pid: int, origin_port: int) -> dict[str, Any]:
     """Return edgecache's resident memory, open file descriptors and asyncio tasks.
 
     The request goes over a connection of its own, closed before returning, so the
@@ -151,7 +186,7 @@ async def process_figures(admin: str, pid: int) -> dict[str, Any]:
         async with session.get(f"{admin}/health") as response:
             health = await response.json()
     return {"rss_mib": round(resident_bytes(pid) / 2**20, 1), "open_fds": len(os.listdir(f"/proc/{pid}/fd")),
-            "asyncio_tasks": health["asyncio_tasks"]}
+            "descriptors": descriptor_kinds(pid, origin_port), "asyncio_tasks": health["asyncio_tasks"]}
 
 
 async def wait_ready(url: str, timeout: float = 10.0) -> None:
@@ -181,14 +216,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         process = subprocess.Popen([sys.executable, "-m", "edgecache", "serve", "--config", str(config)])
         try:
             await wait_ready(f"http://127.0.0.1:{admin_port}/health")
-            return await drive(args, process.pid, slugs, proxy_port, admin_port)
+            return await drive(args, process.pid, slugs, origin_port, proxy_port, admin_port)
         finally:
             process.terminate()
             process.wait(timeout=30)
             await runner.cleanup()
 
 
-async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port: int,
+async def drive(args: argparse.Namespace, pid: int, slugs: list[str], origin_port: int, proxy_port: int,
                 admin_port: int) -> dict[str, Any]:
     proxy, admin = f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{admin_port}"
     tally = Tally()
@@ -199,7 +234,7 @@ async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port
     connector = aiohttp.TCPConnector(limit=args.workers)
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        process_start = await process_figures(admin, pid)
+        process_start = await process_figures(admin, pid, origin_port)
         counter = [0]
         workers = [asyncio.create_task(worker(session, proxy, admin, slugs, deadline, tally,
                                               random.Random(rng.random()), counter, args.max_requests))
@@ -213,13 +248,13 @@ async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port
         # Requests that timed out on the client side may still be ending in edgecache.
         await asyncio.sleep(2 * READ_TIMEOUT)
         # The load's keep-alive connections are still open, and each uses a descriptor and a task.
-        process_loaded = await process_figures(admin, pid)
+        process_loaded = await process_figures(admin, pid, origin_port)
         async with session.get(f"{admin}/stats") as response:
             stats = await response.json()
     # The session is closed, so edgecache has closed its client connections too. Anything
     # beyond the start figures is an idle origin connection or a leak.
     await asyncio.sleep(1)
-    process_end = await process_figures(admin, pid)
+    process_end = await process_figures(admin, pid, origin_port)
     total = sum(tally.requests.values())
     return {
         "duration_seconds": round(elapsed, 1),
