@@ -5,8 +5,10 @@ Starts the demo storefront (with a fault layer under /fault/) in this process an
 client workers for --duration seconds. The mix: hits on a hot set of product pages,
 misses on a flood of distinct paths (4 KB pages, stored until eviction),
 forced misses with query strings, purges through the admin API, and origin faults
-(500, timeouts and resets). It reports throughput, errors by kind, and edgecache's
-resident memory (VmRSS) sampled through the run.
+(500, timeouts and resets). It reports throughput, errors by kind, edgecache's
+resident memory (VmRSS) sampled through the run, and its open file descriptors and
+asyncio tasks at the start, at the end with the load's connections still open, and
+after they closed. It stops after --duration seconds or --max-requests requests.
 
     .venv/bin/python bench/soak.py --duration 600 --output soak.json
 """
@@ -115,8 +117,8 @@ class Tally:
 
 
 async def worker(session: aiohttp.ClientSession, proxy: str, admin: str, slugs: list[str], deadline: float,
-                 tally: Tally, rng: random.Random, counter: list[int]) -> None:
-    while time.monotonic() < deadline:
+                 tally: Tally, rng: random.Random, counter: list[int], max_requests: int) -> None:
+    while time.monotonic() < deadline and sum(tally.requests.values()) < max_requests:
         draw = rng.random()
         kind, method, url, body = "hit", "GET", f"{proxy}/{rng.choice(slugs[:HOT_PAGES])}/p", None
         if draw < MIX["miss"]:
@@ -136,6 +138,55 @@ async def worker(session: aiohttp.ClientSession, proxy: str, admin: str, slugs: 
                 tally.record(kind, response.status)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tally.record(kind, None, type(exc).__name__)
+
+
+def descriptor_kinds(pid: int, origin_port: int) -> dict[str, int]:
+    """Count the process's open file descriptors by kind, telling origin connections apart.
+
+    Kinds: "origin" (TCP connections to the origin's port), "listening", "tcp-other"
+    (other TCP connections, clients among them), "socket-other" (Unix and non-TCP
+    sockets) and "other" (files, pipes, epoll and event descriptors).
+    """
+    sockets: dict[str, str] = {}
+    counts = {"origin": 0, "listening": 0, "tcp-other": 0, "socket-other": 0, "other": 0}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            sockets[target[len("socket:["):-1]] = "socket-other"
+        else:
+            counts["other"] += 1
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            # proc(5): remote address "HEXIP:HEXPORT" is field 2, the state field 3, the inode field 9.
+            if fields[9] not in sockets:
+                continue
+            if fields[3] == "0A":
+                sockets[fields[9]] = "listening"
+            elif int(fields[2].rpartition(":")[2], 16) == origin_port:
+                sockets[fields[9]] = "origin"
+            else:
+                sockets[fields[9]] = "tcp-other"
+    for kind in sockets.values():
+        counts[kind] += 1
+    return counts
+
+
+async def process_figures(admin: str, pid: int, origin_port: int) -> dict[str, Any]:
+    """Return edgecache's resident memory, open file descriptors and asyncio tasks.
+
+    The request goes over a connection of its own, closed before returning, so the
+    figures count only the connections of the load. The task count comes from /health
+    and includes the task that handles that request.
+    """
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        async with session.get(f"{admin}/health") as response:
+            health = await response.json()
+    return {"rss_mib": round(resident_bytes(pid) / 2**20, 1), "open_fds": len(os.listdir(f"/proc/{pid}/fd")),
+            "descriptors": descriptor_kinds(pid, origin_port), "asyncio_tasks": health["asyncio_tasks"]}
 
 
 async def wait_ready(url: str, timeout: float = 10.0) -> None:
@@ -165,14 +216,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         process = subprocess.Popen([sys.executable, "-m", "edgecache", "serve", "--config", str(config)])
         try:
             await wait_ready(f"http://127.0.0.1:{admin_port}/health")
-            return await drive(args, process.pid, slugs, proxy_port, admin_port)
+            return await drive(args, process.pid, slugs, origin_port, proxy_port, admin_port)
         finally:
             process.terminate()
             process.wait(timeout=30)
             await runner.cleanup()
 
 
-async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port: int,
+async def drive(args: argparse.Namespace, pid: int, slugs: list[str], origin_port: int, proxy_port: int,
                 admin_port: int) -> dict[str, Any]:
     proxy, admin = f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{admin_port}"
     tally = Tally()
@@ -183,17 +234,27 @@ async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port
     connector = aiohttp.TCPConnector(limit=args.workers)
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        process_start = await process_figures(admin, pid, origin_port)
         counter = [0]
         workers = [asyncio.create_task(worker(session, proxy, admin, slugs, deadline, tally,
-                                              random.Random(rng.random()), counter))
+                                              random.Random(rng.random()), counter, args.max_requests))
                    for _ in range(args.workers)]
-        while time.monotonic() < deadline:
-            await asyncio.sleep(min(args.duration / 20, deadline - time.monotonic()))
+        running = asyncio.gather(*workers)
+        while time.monotonic() < deadline and not running.done():
+            await asyncio.wait([running], timeout=min(args.duration / 20, deadline - time.monotonic()))
             samples.append((round(time.monotonic() - started, 1), resident_bytes(pid)))
-        await asyncio.gather(*workers)
+        await running
+        elapsed = time.monotonic() - started
+        # Requests that timed out on the client side may still be ending in edgecache.
+        await asyncio.sleep(2 * READ_TIMEOUT)
+        # The load's keep-alive connections are still open, and each uses a descriptor and a task.
+        process_loaded = await process_figures(admin, pid, origin_port)
         async with session.get(f"{admin}/stats") as response:
             stats = await response.json()
-    elapsed = time.monotonic() - started
+    # The session is closed, so edgecache has closed its client connections too. Anything
+    # beyond the start figures is an idle origin connection or a leak.
+    await asyncio.sleep(1)
+    process_end = await process_figures(admin, pid, origin_port)
     total = sum(tally.requests.values())
     return {
         "duration_seconds": round(elapsed, 1),
@@ -202,11 +263,13 @@ async def drive(args: argparse.Namespace, pid: int, slugs: list[str], proxy_port
         "throughput_rps": round(total / elapsed, 1),
         "errors": dict(tally.errors),
         "rss_mib": {
-            "start": round(samples[1][1] / 2**20, 1),
+            "start": round(samples[min(1, len(samples) - 1)][1] / 2**20, 1),
             "middle": round(samples[len(samples) // 2][1] / 2**20, 1),
             "end": round(samples[-1][1] / 2**20, 1),
         },
         "rss_samples_mib": [(at, round(rss / 2**20, 1)) for at, rss in samples],
+        "process": {"start": process_start, "end_clients_connected": process_loaded,
+                    "end_clients_closed": process_end},
         "edgecache": {"hit_ratio": stats["hit_ratio"], "cache": stats["cache"],
                       "origin_errors": stats["origin"]["errors_by_reason"]},
     }
@@ -216,6 +279,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     parser.add_argument("--workers", type=int, default=32, help="concurrent client connections (default 32)")
+    parser.add_argument("--max-requests", type=int, default=5_000_000,
+                        help="stop once this many requests were sent, even before --duration (default 5,000,000)")
     parser.add_argument("--max-bytes", type=int, default=32 * 2**20,
                         help="edgecache cache.max_bytes in bytes (default 32 MiB)")
     parser.add_argument("--seed", type=int, default=1)

@@ -8,9 +8,11 @@ on a default loopback setup can reset figures between runs.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,10 +75,23 @@ async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+def open_fds() -> int | None:
+    """Return how many file descriptors this process has open, or None where /proc is missing."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
 async def health(request: web.Request) -> web.Response:
+    """Report that the process serves, with the figures a soak run watches for leaks.
+
+    `asyncio_tasks` includes the task that handles this request.
+    """
     edgecache = request.app[EDGECACHE_KEY]
     return json_response({"status": "ok", "uptime_seconds": round(edgecache.uptime(), 3),
-                          "entries": len(edgecache.store), "shared": edgecache.shared_state()})
+                          "entries": len(edgecache.store), "shared": edgecache.shared_state(),
+                          "asyncio_tasks": len(asyncio.all_tasks()), "open_fds": open_fds()})
 
 
 async def stats(request: web.Request) -> web.Response:

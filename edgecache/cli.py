@@ -14,7 +14,9 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings, load_settings, settings_as_dict
+from .access_log import write_access_lines_to
 from .errors import ListenError
+from .log import access_logger
 from .log_output import CachedTimeFormatter, PeriodicFlushHandler, buffered_stdout
 
 EXIT_CONFIG_ERROR = 2
@@ -32,14 +34,24 @@ def run_async(main: Coroutine[Any, Any, Any]) -> Any:
 
 
 def configure_logging(level: str) -> None:
-    """Send every logger to stdout through a buffered handler, cheap enough for an access line per request."""
+    """Send every logger to stdout through a buffered handler, cheap enough for an access line per request.
+
+    Access lines are written as they are formatted, without the time, level and
+    logger prefix of other lines, so that log tools read them as combined-format or
+    JSON lines.
+    """
     handler = PeriodicFlushHandler(buffered_stdout())
-    handler.setFormatter(CachedTimeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(CachedTimeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                             bare_loggers=frozenset({access_logger.name})))
     logging.basicConfig(level=level.upper(), handlers=[handler])
-    # No format of ours shows thread or process names, so they are not looked up per record.
+    write_access_lines_to(handler)
+    # No format of ours shows thread or process names or the caller's source line, so they
+    # are not looked up per record. CPython 3.11's logging module documents that setting
+    # _srcfile to None skips findCaller(), the stack walk that finds the caller.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    logging._srcfile = None
 
 
 def _add_listen_flags(parser: argparse.ArgumentParser) -> None:

@@ -59,6 +59,17 @@ class PeriodicFlushHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._flushed_at = time.monotonic()
         super().flush()
 
+    def write_line(self, line: str) -> None:
+        """Write one INFO line that is already formatted, as emit would, without building a LogRecord."""
+        self.acquire()
+        try:
+            self.stream.write(line + self.terminator)
+            self.flush()
+        except (OSError, ValueError):
+            self.handleError(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+        finally:
+            self.release()
+
     def close(self) -> None:
         self._stopped.set()
         self.flush_now()
@@ -73,12 +84,19 @@ class CachedTimeFormatter(logging.Formatter):
     """A Formatter that formats the date and time once per second instead of once per record.
 
     The output is the same as logging.Formatter's: only the strftime part is reused.
+    Records of the loggers in `bare_loggers` are written as their message alone.
     """
 
-    def __init__(self, fmt: str) -> None:
+    def __init__(self, fmt: str, *, bare_loggers: frozenset[str] = frozenset()) -> None:
         super().__init__(fmt)
+        self.bare_loggers = bare_loggers
         self._second = -1
         self._second_text = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name in self.bare_loggers:
+            return record.getMessage()
+        return super().format(record)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         if datefmt is not None:

@@ -143,6 +143,15 @@ async def test_health(edgecache, client) -> None:
     assert health["entries"] == 0
 
 
+async def test_health_process_figures(edgecache, client) -> None:
+    health = await get_json(client, admin_url(edgecache, "/health"))
+
+    # The test process runs the fixtures' tasks too, so only the task serving /health is certain.
+    assert health["asyncio_tasks"] >= 1
+    # At least the proxy and admin listeners and this request's connection.
+    assert health["open_fds"] >= 3
+
+
 async def test_admin_paths_not_on_proxy(origin, edgecache, client) -> None:
     async with client.get(proxy_url(edgecache, "/stats")) as response:
         body = await response.read()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
+from edgecache.entry import ENTRY_OVERHEAD_BYTES, KEY_COPIES, Entry
+from edgecache.key import CacheKey
 from helpers import raw_request
 
 BODY = b"x" * 1000
 
 
 async def test_lru_evicts_least_recent(origin, make_edgecache) -> None:
-    edgecache = await make_edgecache(origin.url, {"cache": {"max_bytes": 4500, "max_object_bytes": 2000}})
+    edgecache = await make_edgecache(origin.url, {"cache": {"max_bytes": 7000, "max_object_bytes": 2000}})
     for path in ("/a/p", "/b/p", "/c/p"):
         origin.script(path, headers={"Cache-Control": "max-age=60"}, body=BODY)
     await raw_request(edgecache.proxy_port, "/a/p")
@@ -19,7 +22,7 @@ async def test_lru_evicts_least_recent(origin, make_edgecache) -> None:
     await raw_request(edgecache.proxy_port, "/c/p")
 
     assert edgecache.store.evictions == 1
-    assert edgecache.store.bytes <= 4500
+    assert edgecache.store.bytes <= 7000
     assert (await raw_request(edgecache.proxy_port, "/a/p")).headers["X-Cache"] == "HIT"
     assert (await raw_request(edgecache.proxy_port, "/c/p")).headers["X-Cache"] == "HIT"
     assert (await raw_request(edgecache.proxy_port, "/b/p")).headers["X-Cache"] == "MISS"
@@ -95,3 +98,17 @@ async def test_small_chunked_response_stored(origin, edgecache) -> None:
     assert hit.headers["X-Cache"] == "HIT"
     assert hit.headers["Content-Length"] == "12"
     assert hit.body == b"first second"
+
+
+def entry_for(path: str) -> Entry:
+    headers = CIMultiDictProxy(CIMultiDict({"Cache-Control": "max-age=60"}))
+    return Entry(key=CacheKey("shop.example", path), variant="", vary=(), status=200, headers=headers, body=BODY,
+                 request_time=0.0, response_time=0.0, initial_age=0.0, lifetime=60.0, fresh_until=60.0,
+                 stale_while_revalidate_until=60.0, stale_if_error_until=360.0)
+
+
+def test_entry_size_counts_key_text() -> None:
+    short, long = entry_for("/a/p"), entry_for("/a/p" + "x" * 200)
+    assert long.size - short.size == KEY_COPIES * 200
+    assert short.size == len(BODY) + len("Cache-Control") + len("max-age=60") + 4 \
+        + KEY_COPIES * len("shop.example/a/p") + ENTRY_OVERHEAD_BYTES
