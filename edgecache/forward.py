@@ -58,7 +58,7 @@ class Forwarder:
         try:
             upstream = await self.fetcher.send(request.method, request.raw_path, headers, data=data)
         except OriginError as exc:
-            return fail(context, error_status(exc), exc.reason, str(exc), forwarded=outcome)
+            return fail(context, error_status(exc), exc.reason, forwarded=outcome)
         try:
             status_value = cache_status(outcome, reason=reason)
             return await stream_response(request, upstream, outcome=outcome, status_value=status_value)
@@ -115,7 +115,7 @@ class Forwarder:
     def _shared_failure(self, context: RequestContext,
                         error: OriginError) -> tuple[web.StreamResponse, SharedResponse | None]:
         """Return a forced miss's error response and the same response for its followers."""
-        response = fail(context, error_status(error), error.reason, str(error), forwarded=Outcome.BYPASS)
+        response = fail(context, error_status(error), error.reason, forwarded=Outcome.BYPASS)
         assert isinstance(response.body, bytes)
         shared = SharedResponse(response.status, response.reason, CIMultiDictProxy(CIMultiDict(response.headers)),
                                 response.body, error_reason=error.reason)

@@ -341,8 +341,8 @@ class Proxy:
         if stale is not None and stale.may_serve_on_error(now):
             return self._serve(request, stale, now, Outcome.STALE, context, reason=error.reason)
         if isinstance(error, TimeoutError) or (stale is not None and stale.must_revalidate):
-            return fail(context, 504, error.reason, str(error))
-        return fail(context, error_status(error), error.reason, str(error))
+            return fail(context, 504, error.reason)
+        return fail(context, error_status(error), error.reason)
 
     def _remember_too_large(self, flight_key: str) -> None:
         self._too_large[flight_key] = None

@@ -13,7 +13,7 @@ from .entry import Entry
 from .errors import OriginBusyError, OriginError
 from .log import origin_logger
 from .origin import READ_CHUNK_BYTES, response_headers
-from .outcomes import X_CACHE, Outcome
+from .outcomes import X_CACHE, Outcome, Reason
 from .request_context import RequestContext
 
 VIA = "1.1 edgecache"
@@ -104,11 +104,25 @@ def error_status(error: OriginError) -> int:
     return 504 if isinstance(error, TimeoutError) else 502
 
 
-def fail(context: RequestContext, status: int, reason: str, message: str, *,
+# Bodies of the error responses for origin failures. They name the failure only: the
+# origin's address and the low-level error go to the log, never to the public client.
+_ORIGIN_FAILURE_MESSAGES = {
+    Reason.ORIGIN_UNREACHABLE: "origin unreachable",
+    Reason.ORIGIN_TIMEOUT: "origin timed out",
+    Reason.ORIGIN_INVALID: "origin sent an invalid response",
+    Reason.ORIGIN_BUSY: "origin busy; try again later",
+}
+
+
+def fail(context: RequestContext, status: int, reason: str, *,
          forwarded: Outcome = Outcome.ERROR) -> web.Response:
-    """Build an error response; `forwarded` is why the request went to the origin (Cache-Status fwd)."""
+    """Build the error response for an origin failure.
+
+    `forwarded` is why the request went to the origin (Cache-Status fwd).
+    """
     context.outcome, context.reason = Outcome.ERROR, reason
     status_value = cache_status(forwarded, reason=reason)
+    message = _ORIGIN_FAILURE_MESSAGES.get(reason, "origin request failed")
     return error_response(status, message, outcome=Outcome.ERROR, status_value=status_value)
 
 

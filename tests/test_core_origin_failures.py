@@ -37,7 +37,7 @@ async def test_origin_down_502(make_edgecache, caplog) -> None:
         response = await raw_request(edgecache.proxy_port, "/shoe/p")
 
     assert response.status == 502
-    assert response.body.startswith(b"origin unreachable")
+    assert response.body == b"origin unreachable\n"
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert response.headers["X-Cache"] == "MISS"
     assert response.headers["Cache-Status"] == "edgecache; fwd=uri-miss; detail=origin-unreachable"
@@ -62,7 +62,7 @@ async def test_origin_timeout_504(origin, make_edgecache, caplog) -> None:
         origin.gate.set()
 
     assert response.status == 504
-    assert response.body == b"origin timed out: GET /shoe/p\n"
+    assert response.body == b"origin timed out\n"
     assert response.headers["Cache-Status"] == "edgecache; fwd=uri-miss; detail=origin-timeout"
     assert len([r for r in caplog.records if r.name == "edgecache.origin"]) == 1
 
