@@ -50,6 +50,8 @@ async def test_origin_down_bypass_502(make_edgecache) -> None:
 
     assert response.status == 502
     assert response.headers["Cache-Status"] == "edgecache; fwd=bypass; detail=origin-unreachable"
+    assert response.headers["X-Cache"] == "BYPASS"
+    assert response.body == b"origin unreachable\n"
 
 
 async def test_origin_timeout_504(origin, make_edgecache, caplog) -> None:
