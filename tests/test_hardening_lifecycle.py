@@ -166,16 +166,13 @@ async def test_sighup_reloads_file(fault_origin: FaultOrigin, tmp_path: Path) ->
             await fetch(session, f"http://127.0.0.1:{proxy_port}/shoe/p")
             config.write_text(config.read_text() + "[admin]\ntoken = \"new-token\"\n")
             os.kill(process.pid, signal.SIGHUP)
-            for _ in range(100):
-                async with session.post(f"http://127.0.0.1:{admin_port}/purge", json={"all": True},
-                                        headers={"Authorization": "Bearer new-token"}) as response:
-                    if response.status == 200:
-                        break
-                await asyncio.sleep(0.05)
-            assert response.status == 200
+            output = "".join(await wait_for_output(process, "reload: settings applied"))
+            async with session.post(f"http://127.0.0.1:{admin_port}/purge", json={"all": True},
+                                    headers={"Authorization": "Bearer new-token"}) as response:
+                assert response.status == 200
             config.write_text("[cache]\nmax_bytes = -1\n")
             os.kill(process.pid, signal.SIGHUP)
-            output = "".join(await wait_for_output(process, "reload failed"))
+            output += "".join(await wait_for_output(process, "reload failed"))
             status, _, _ = await fetch(session, f"http://127.0.0.1:{proxy_port}/shoe/p")
             assert status == 200
     finally:

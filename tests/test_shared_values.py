@@ -116,4 +116,5 @@ async def test_redis_key_expires_with_entry(origin, redis_server, make_edgecache
 
     [entry_key] = [key async for key in node.shared.tier.client.scan_iter(match="edgecache:e:*")]
     ttl_ms = await node.shared.tier.client.pttl(entry_key)
-    assert 89_000 < ttl_ms <= 90_000
+    # The lower bound leaves a few seconds for a slow machine between storing and asking.
+    assert 85_000 < ttl_ms <= 90_000
