@@ -127,7 +127,7 @@ def format_explanation(document: dict[str, Any]) -> str:
     """Return an /entries document as lines of text for the terminal.
 
     The request's decision comes first. Each stored variant then has its own
-    `entry` line: the outcome a request without a query string would get from it.
+    `entry` line with the outcome that a request without a query string would get from it.
     """
     path, has_query, _ = document["path"].partition("?")
     lines = [
@@ -138,7 +138,7 @@ def format_explanation(document: dict[str, Any]) -> str:
         f"decision  {document['decision']['outcome']}: {document['decision']['explanation']}",
     ]
     if has_query and document["entries"]:
-        # The entries belong to the path without its query string; this request bypasses them.
+        # The entries belong to the path without its query string, and this request bypasses them.
         lines += ["", f"stored for {path}, which a request without the query string would get:"]
     for entry in document["entries"]:
         validators = entry["validators"]
