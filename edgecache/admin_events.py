@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .admin import EDGECACHE_KEY, check_token, json_error, json_response
+from .admin import EDGECACHE_KEY, check_token, client_address, json_error, json_response
 from .extract import STATES
 from .inventory import InventoryEvent
 from .log import admin_logger
@@ -109,7 +109,7 @@ async def receive_events(request: web.Request, *, with_records: bool) -> web.Res
     except EventError as exc:
         return json_error(400, str(exc))
     result, records = await edgecache.receive_inventory_events(events)
-    admin_logger.debug("inventory events from %s: %s", request.remote, json.dumps(result))
+    admin_logger.debug("inventory events from %s: %s", client_address(request), json.dumps(result))
     if with_records:
         message = InventoryMessage(tuple(records), edgecache.clock())
         return json_response({"result": result, "message": json.loads(message.encode(node=""))})
