@@ -65,6 +65,40 @@ def test_decide_old_version_ignored() -> None:
     assert decision.action is Action.NONE
 
 
+@pytest.mark.parametrize(("record_version", "version", "result"), [
+    (None, None, EventResult.CHANGED),
+    (None, 1, EventResult.CHANGED),
+    (7, 8, EventResult.CHANGED),
+    (7, 7, EventResult.OLD_VERSION),
+    (7, None, EventResult.OLD_VERSION),
+])
+def test_decide_version_table(record_version: int | None, version: int | None, result: EventResult) -> None:
+    decision = decide(SkuRecord("A", "in_stock", record_version, (1.0,)), "out_of_stock", version)
+    assert decision.result is result
+
+
+async def test_unversioned_after_versioned_ignored(cache, client) -> None:
+    await get(client, cache, "/a/p")
+    await send(client, cache, {"sku": "A", "state": "in_stock", "version": 5})
+    status, body = await send(client, cache, {"sku": "A", "state": "out_of_stock"})
+    assert status == 200
+    assert body == answer(**{"old-version": 1})
+    assert cache.tracker.state("A") == "in_stock"
+    assert await get(client, cache, "/a/p") == "HIT"
+
+
+async def test_unversioned_events_apply_in_order(cache, client) -> None:
+    await get(client, cache, "/a/p")
+    await send(client, cache, {"sku": "A", "state": "in_stock"})
+    status, body = await send(client, cache, {"sku": "A", "state": "out_of_stock"})
+    assert status == 200
+    assert body == answer(changed=1, purged=1)
+    assert cache.tracker.state("A") == "out_of_stock"
+    status, body = await send(client, cache, {"sku": "A", "state": "in_stock", "version": 1})
+    assert body == answer(changed=1)
+    assert cache.tracker.state("A") == "in_stock"
+
+
 async def test_first_event_matching_page_keeps_it(cache, client) -> None:
     await get(client, cache, "/a/p")
     status, body = await send(client, cache, {"sku": "A", "available_quantity": 40, "version": 1})
