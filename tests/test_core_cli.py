@@ -177,3 +177,17 @@ async def test_demo_origin_listen_help() -> None:
     [line] = [line for line in stdout.splitlines() if line.lstrip().startswith("--listen HOST:PORT")]
     assert line.split("HOST:PORT", 1)[1].strip() == (
         "demo storefront listener; port 0 picks a free port (default 127.0.0.1:9000)")
+
+
+async def test_serve_port_in_use_logs_no_stop() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, stdout, _ = await run_cli("serve", "--origin", "http://127.0.0.1:9", "--listen", f"127.0.0.1:{port}",
+                                          "--admin-listen", "127.0.0.1:0", "--duration", "5")
+
+    assert status == 1
+    assert "edgecache listening" not in stdout
+    assert "edgecache stopped" not in stdout
+    assert "stopping" not in stdout

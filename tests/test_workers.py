@@ -190,3 +190,13 @@ async def test_admin_logs_client_address(instance, origin, client) -> None:
     resets = [line.split(" edgecache.admin ", 1)[1].rstrip("\n") for line in instance.output.lines
               if " edgecache.admin figures reset by" in line]
     assert resets == ["figures reset by 127.0.0.1"] * 2
+
+
+async def test_supervisor_logs_stopped_last(instance) -> None:
+    instance.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(instance.process.wait(), 20) == 0
+    await asyncio.wait_for(instance.output._reader, 5)
+
+    lines = [line.rstrip("\n") for line in instance.output.lines]
+    assert lines[-1].endswith(" INFO edgecache.workers supervisor stopped: 2 workers exited")
+    assert sum(line.endswith(" INFO edgecache.server edgecache stopped") for line in lines) == 2
