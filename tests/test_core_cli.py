@@ -60,7 +60,7 @@ async def test_check_config_invalid_exits_2(tmp_path: Path) -> None:
 
     assert status == 2
     assert stdout == ""
-    assert stderr == "edgecache: config error: cache.max_bytes: invalid value -1; expected a positive number\n"
+    assert stderr == "edgecache: config error: cache.max_bytes: invalid value -1; expected a positive integer\n"
 
 
 async def test_check_config_missing_file() -> None:
@@ -86,7 +86,7 @@ async def test_serve_invalid_env_exits_2() -> None:
 
     assert status == 2
     assert stderr == ("edgecache: config error: EDGECACHE_ORIGIN_READ_TIMEOUT: invalid value 'soon'; "
-                      "expected a number\n")
+                      "expected a positive number\n")
 
 
 async def test_serve_invalid_flag_exits_2() -> None:
@@ -191,3 +191,15 @@ async def test_serve_port_in_use_logs_no_stop() -> None:
     assert "edgecache listening" not in stdout
     assert "edgecache stopped" not in stdout
     assert "stopping" not in stdout
+
+
+@pytest.mark.parametrize("value", ['"lots"', "-5"])
+async def test_check_config_positive_integer(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "edgecache.toml"
+    path.write_text(f"[cache]\nmax_bytes = {value}\n")
+    status, stdout, stderr = await run_cli("check-config", str(path))
+
+    assert status == 2
+    assert stdout == ""
+    shown = "'lots'" if value == '"lots"' else value
+    assert stderr == f"edgecache: config error: cache.max_bytes: invalid value {shown}; expected a positive integer\n"

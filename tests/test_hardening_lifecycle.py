@@ -70,7 +70,7 @@ async def test_reload_invalid_keeps_settings(fault_origin: FaultOrigin, make_edg
     before = cache.settings
 
     def invalid() -> Any:
-        raise ConfigError("cache.max_bytes: invalid value -1; expected a positive number")
+        raise ConfigError("cache.max_bytes: invalid value -1; expected a positive integer")
 
     assert reload_settings(cache, invalid) is False
     assert cache.settings is before
