@@ -137,13 +137,13 @@ def format_explanation(document: dict[str, Any]) -> str:
         f"stored    {'yes' if document['stored'] else 'no'}",
         f"decision  {document['decision']['outcome']}: {document['decision']['explanation']}",
     ]
-    if has_query and document["entries"]:
-        # The entries belong to the path without its query string, and this request bypasses them.
-        lines += ["", f"stored for {path}, which a request without the query string would get:"]
-    for entry in document["entries"]:
+    for index, entry in enumerate(document["entries"]):
         validators = entry["validators"]
+        lines.append("")
+        if has_query and index == 0:
+            # The entries belong to the path without its query string, and this request bypasses them.
+            lines.append(f"stored for {path}, which a request without the query string would get:")
         lines += [
-            "",
             f"variant   {entry['variant'] or '-'}" + (f"  (vary: {', '.join(entry['vary'])})" if entry["vary"] else ""),
             f"status    {entry['status']}   size {entry['size_bytes']} bytes",
             f"age       {entry['age_seconds']:.0f} s of a {entry['freshness_lifetime_seconds']:.0f} s lifetime, "

@@ -195,7 +195,7 @@ async def test_admin_logs_client_address(instance, origin, client) -> None:
 async def test_supervisor_logs_stopped_last(instance) -> None:
     instance.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(instance.process.wait(), 20) == 0
-    await asyncio.wait_for(instance.output._reader, 5)
+    await instance.output.wait_closed()
 
     lines = [line.rstrip("\n") for line in instance.output.lines]
     assert lines[-1].endswith(" INFO edgecache.workers supervisor stopped: 2 workers exited")
