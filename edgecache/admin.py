@@ -13,10 +13,12 @@ import hmac
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from yarl import URL
 
 from .entry import Entry
 from .explain import InventoryFacts, explain
@@ -31,6 +33,11 @@ if TYPE_CHECKING:
 EDGECACHE_KEY: web.AppKey["Edgecache"] = web.AppKey("edgecache")
 # Rejected-token warnings, at most one a minute per client address, so a token-guessing client cannot flood the log.
 REJECTIONS_KEY: web.AppKey[ThrottledLogger] = web.AppKey("rejections")
+# The address of the client that sent an admin request to the supervisor of `serve --workers`.
+# The supervisor sets it when it passes the request on, and a worker reads it only on its Unix socket.
+CLIENT_HEADER = "X-Edgecache-Client"
+# Values of each purge selector named in the purge log line; the count covers the rest.
+LOGGED_PURGE_VALUES = 3
 # The dashboard's page, script and style sheet; it needs nothing from the internet.
 STATIC_DIR = Path(__file__).parent / "admin_static"
 
@@ -44,6 +51,18 @@ def json_error(status: int, message: str) -> web.Response:
     return json_response({"error": message}, status=status)
 
 
+def client_address(request: web.Request) -> str:
+    """Return the address of the client that sent an admin request, for log lines.
+
+    On a worker's Unix socket the peer is the supervisor, so the address is the one
+    the supervisor forwarded in CLIENT_HEADER. A TCP client cannot set it.
+    """
+    peer = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if peer is not None and peer.family == socket.AF_UNIX:
+        return request.headers.get(CLIENT_HEADER, "the supervisor")
+    return request.remote or "an unknown address"
+
+
 def check_token(request: web.Request, *, required: bool) -> web.Response | None:
     """Return an error response unless the request carries the admin token."""
     token = request.app[EDGECACHE_KEY].admin_token
@@ -54,9 +73,10 @@ def check_token(request: web.Request, *, required: bool) -> web.Response | None:
                                "or the EDGECACHE_ADMIN_TOKEN environment variable to enable this endpoint")
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        request.app[REJECTIONS_KEY].log(logging.WARNING, f"token from {request.remote}",
+        client = client_address(request)
+        request.app[REJECTIONS_KEY].log(logging.WARNING, f"token from {client}",
                                         "rejected %s %s from %s: missing or wrong token", request.method,
-                                        request.path, request.remote)
+                                        request.path, client)
         return json_error(401, "missing or wrong bearer token")
     return None
 
@@ -67,7 +87,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | web.Respons
     except ValueError:
         return json_error(400, "body is not valid JSON")
     if not isinstance(body, (dict, list)):
-        return json_error(400, "body must be a JSON object")
+        return json_error(400, f"body: invalid value {json.dumps(body)[:80]}; expected a JSON object")
     return body  # type: ignore[return-value]
 
 
@@ -103,7 +123,7 @@ async def stats_reset(request: web.Request) -> web.Response:
     if denied is not None:
         return denied
     request.app[EDGECACHE_KEY].stats.reset()
-    admin_logger.info("figures reset by %s", request.remote)
+    admin_logger.info("figures reset by %s", client_address(request))
     return json_response({"reset": True})
 
 
@@ -144,7 +164,9 @@ def inventory_facts(edgecache: Edgecache, entry: Entry) -> InventoryFacts:
                           purge_due=pending.due if pending is not None else None)
 
 
-PURGE_FIELDS = {"paths", "prefixes", "tags", "all", "soft"}
+PURGE_FIELDS = ("all", "paths", "prefixes", "soft", "tags")
+PURGE_LISTS = ("paths", "prefixes", "tags")
+SINGULAR = {"paths": "path", "prefixes": "prefix", "tags": "tag"}
 
 
 async def purge(request: web.Request) -> web.Response:
@@ -160,25 +182,69 @@ async def handle_purge(request: web.Request, *, shared: bool) -> web.Response:
     if isinstance(body, web.Response):
         return body
     if not isinstance(body, dict):
-        return json_error(400, "body must be a JSON object")
-    unknown = sorted(set(body) - PURGE_FIELDS)
-    if unknown:
-        return json_error(400, f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(PURGE_FIELDS))}")
-    for name in ("paths", "prefixes", "tags"):
-        value = body.get(name, [])
-        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-            return json_error(400, f"field {name!r} must be a list of non-empty strings")
-    for name in ("all", "soft"):
-        if not isinstance(body.get(name, False), bool):
-            return json_error(400, f"field {name!r} must be true or false")
-    if not any(body.get(name) for name in ("paths", "prefixes", "tags", "all")):
-        return json_error(400, "name what to purge: paths, prefixes, tags or all")
+        return json_error(400, f"body: invalid value {json.dumps(body)[:80]}; expected a JSON object")
+    problem = check_purge_body(body)
+    if problem:
+        return json_error(400, problem)
     edgecache = request.app[EDGECACHE_KEY]
     result = await edgecache.purge(paths=body.get("paths", []), prefixes=body.get("prefixes", []),
-                             tags=body.get("tags", []), purge_all=body.get("all", False),
-                             soft=body.get("soft", False), shared=shared)
-    admin_logger.info("purge from %s: %s", request.remote, json.dumps(result))
+                                   tags=body.get("tags", []), purge_all=body.get("all", False),
+                                   soft=body.get("soft", False), shared=shared)
+    admin_logger.info("purge from %s of %s: %s", client_address(request), describe_purge(body), json.dumps(result))
     return json_response(result)
+
+
+def check_purge_body(body: dict[str, Any]) -> str | None:
+    """Return what is wrong with a purge request body, in `<field>: <problem>; expected <allowed>` form."""
+    unknown = sorted(set(body) - set(PURGE_FIELDS))
+    if unknown:
+        return f"{unknown[0]}: unknown field; expected one of {', '.join(PURGE_FIELDS)}"
+    for name in PURGE_LISTS:
+        value = body.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+            return f"{name}: invalid value {json.dumps(value)[:80]}; expected a list of non-empty strings"
+    for name in ("paths", "prefixes"):
+        for index, item in enumerate(body.get(name, [])):
+            if not item.startswith("/"):
+                return (f"{name}[{index}]: invalid value {json.dumps(item)}; expected a path that starts "
+                        f'with "/", such as {json.dumps(suggested_path(item))}')
+    for name in ("all", "soft"):
+        if not isinstance(body.get(name, False), bool):
+            return f"{name}: invalid value {json.dumps(body[name])[:80]}; expected true or false"
+    named = [name for name in PURGE_LISTS if body.get(name)]
+    if body.get("all") and named:
+        return (f"all: ambiguous together with {', '.join(named)}; expected either \"all\": true alone "
+                "or paths, prefixes and tags without it")
+    if not body.get("all") and not named:
+        return "body: nothing to purge; expected at least one of paths, prefixes, tags or \"all\": true"
+    return None
+
+
+def suggested_path(value: str) -> str:
+    """Return the path a client probably meant: a URL's path, or the value with a leading "/"."""
+    try:
+        url = URL(value)
+    except ValueError:
+        url = None
+    if url is not None and url.is_absolute():
+        return url.raw_path or "/"
+    return "/" + value
+
+
+def describe_purge(body: dict[str, Any]) -> str:
+    """Return what a purge request names, for the log: counts and the first few values, never the token."""
+    if body.get("all"):
+        parts = ["everything"]
+    else:
+        parts = []
+        for name in PURGE_LISTS:
+            values = body.get(name, [])
+            if values:
+                shown = json.dumps(values[:LOGGED_PURGE_VALUES])
+                more = f" and {len(values) - LOGGED_PURGE_VALUES} more" if len(values) > LOGGED_PURGE_VALUES else ""
+                noun = name if len(values) > 1 else SINGULAR[name]
+                parts.append(f"{len(values)} {noun} {shown}{more}")
+    return ", ".join(parts) + (" (soft)" if body.get("soft") else " (hard)")
 
 
 def create_admin_app(edgecache: Edgecache) -> web.Application:

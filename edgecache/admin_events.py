@@ -4,7 +4,7 @@ The body is one event object or an array of them:
 `{"sku": "SKU-1", "available_quantity": 3, "version": 812, "timestamp": "2024-05-01T12:00:00Z"}`,
 with an explicit `"state"` (in_stock, low_stock, out_of_stock, backorder) instead of
 the quantity when the producer has it. The whole batch is checked before any event
-is applied, so a 400 means nothing changed; the message names the invalid field.
+is applied, so a 400 means nothing changed. The message names the invalid field.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .admin import EDGECACHE_KEY, check_token, json_error, json_response
+from .admin import EDGECACHE_KEY, check_token, client_address, json_error, json_response
 from .extract import STATES
 from .inventory import InventoryEvent
 from .log import admin_logger
@@ -34,6 +34,12 @@ def _is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def shown(value: Any) -> str:
+    """Return a value from a request body as JSON text for an error message, cut to 80 characters."""
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def parse_timestamp(value: Any, where: str) -> float | None:
     """Return epoch seconds from an ISO 8601 string or a number; a missing zone means UTC."""
     if value is None:
@@ -47,30 +53,42 @@ def parse_timestamp(value: Any, where: str) -> float | None:
             pass
         else:
             return parsed.replace(tzinfo=parsed.tzinfo or timezone.utc).timestamp()
-    raise EventError(f"{where}timestamp must be an ISO 8601 date-time string or epoch seconds, got {value!r}")
+    raise EventError(f"{where}timestamp: invalid value {shown(value)}; "
+                     "expected an ISO 8601 date-time string or epoch seconds")
 
 
 def parse_event(data: Any, where: str = "") -> InventoryEvent:
-    """Check one event object; `where` prefixes field names in messages (for example "events[3].")."""
+    """Check one event object; `where` prefixes field names in messages (for example "events[3].").
+
+    Every message reads `<field>: <what is wrong>; expected <what is allowed>`.
+    """
     if not isinstance(data, dict):
-        raise EventError(f"{where.rstrip('.') or 'body'} must be a JSON object, got {json.dumps(data)[:80]}")
+        raise EventError(f"{where.rstrip('.') or 'body'}: invalid value {shown(data)}; expected a JSON object")
     unknown = sorted(set(data) - set(EVENT_FIELDS))
     if unknown:
-        raise EventError(f"{where}{unknown[0]}: unknown field; allowed: {', '.join(EVENT_FIELDS)}")
+        raise EventError(f"{where}{unknown[0]}: unknown field; expected one of {', '.join(EVENT_FIELDS)}")
     sku = data.get("sku")
-    if not isinstance(sku, str) or not sku.strip() or len(sku) > MAX_SKU_LENGTH:
-        raise EventError(f"{where}sku must be a non-empty string of at most {MAX_SKU_LENGTH} characters, "
-                         f"got {sku!r}")
+    expected_sku = f"expected a non-empty string of at most {MAX_SKU_LENGTH} characters"
+    if "sku" not in data:
+        raise EventError(f"{where}sku: missing; {expected_sku}")
+    if isinstance(sku, str) and len(sku) > MAX_SKU_LENGTH:
+        raise EventError(f"{where}sku: too long ({len(sku)} characters); {expected_sku}")
+    if not isinstance(sku, str) or not sku.strip():
+        raise EventError(f"{where}sku: invalid value {shown(sku)}; {expected_sku}")
     quantity, state = data.get("available_quantity"), data.get("state")
-    if (quantity is None) == (state is None):
-        raise EventError(f"{where}available_quantity or state: give exactly one of them")
+    if quantity is None and state is None:
+        raise EventError(f"{where}state: missing; expected exactly one of state and available_quantity")
+    if quantity is not None and state is not None:
+        raise EventError(f"{where}state: given with available_quantity; "
+                         "expected exactly one of state and available_quantity")
     if quantity is not None and not (_is_integer(quantity) and quantity >= 0):
-        raise EventError(f"{where}available_quantity must be an integer of 0 or more, got {quantity!r}")
+        raise EventError(f"{where}available_quantity: invalid value {shown(quantity)}; "
+                         "expected an integer of 0 or more")
     if state is not None and state not in STATES:
-        raise EventError(f"{where}state must be one of {', '.join(sorted(STATES))}, got {state!r}")
+        raise EventError(f"{where}state: invalid value {shown(state)}; expected one of {', '.join(sorted(STATES))}")
     version = data.get("version")
     if version is not None and not (_is_integer(version) and version >= 0):
-        raise EventError(f"{where}version must be an integer of 0 or more, got {version!r}")
+        raise EventError(f"{where}version: invalid value {shown(version)}; expected an integer of 0 or more")
     timestamp = parse_timestamp(data.get("timestamp"), where)
     return InventoryEvent(sku=sku.strip(), state=state, available_quantity=quantity, version=version,
                           timestamp=timestamp)
@@ -81,12 +99,12 @@ def parse_events(body: Any, *, max_events: int) -> list[InventoryEvent]:
     if isinstance(body, dict):
         return [parse_event(body)]
     if not isinstance(body, list):
-        raise EventError("body must be a JSON object or an array of objects")
+        raise EventError(f"body: invalid value {shown(body)}; expected a JSON object or an array of objects")
     if not body:
-        raise EventError("body is an empty array; send at least one event")
+        raise EventError("body: empty array; expected at least one event")
     if len(body) > max_events:
-        raise EventError(f"body has {len(body)} events, more than inventory.max_batch_events ({max_events}); "
-                         "split the batch")
+        raise EventError(f"body: {len(body)} events; expected at most {max_events} "
+                         "(inventory.max_batch_events), so split the batch")
     return [parse_event(item, f"events[{index}].") for index, item in enumerate(body)]
 
 
@@ -109,7 +127,7 @@ async def receive_events(request: web.Request, *, with_records: bool) -> web.Res
     except EventError as exc:
         return json_error(400, str(exc))
     result, records = await edgecache.receive_inventory_events(events)
-    admin_logger.debug("inventory events from %s: %s", request.remote, json.dumps(result))
+    admin_logger.debug("inventory events from %s: %s", client_address(request), json.dumps(result))
     if with_records:
         message = InventoryMessage(tuple(records), edgecache.clock())
         return json_response({"result": result, "message": json.loads(message.encode(node=""))})

@@ -20,6 +20,9 @@ from .log import access_logger
 from .log_output import CachedTimeFormatter, PeriodicFlushHandler, buffered_stdout
 
 EXIT_CONFIG_ERROR = 2
+# The admin listener that purge, stats and explain send requests to, at server.admin_listen's default.
+ADMIN_URL = "http://127.0.0.1:8081"
+ADMIN_HELP = f"base URL of edgecache's admin listener (default {ADMIN_URL})"
 # Exit status when a listener cannot be opened (for example, its port is in use).
 EXIT_START_FAILED = 1
 
@@ -55,10 +58,16 @@ def configure_logging(level: str) -> None:
 
 
 def _add_listen_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="TOML settings file (see config/edgecache.toml)")
-    parser.add_argument("--listen", metavar="HOST:PORT", help="proxy listener (default 127.0.0.1:8080)")
-    parser.add_argument("--admin-listen", metavar="HOST:PORT", help="admin listener (default 127.0.0.1:8081)")
-    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this many seconds")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML settings file, see config/edgecache.toml; EDGECACHE_* environment variables "
+                             "override it (default: built-in settings)")
+    parser.add_argument("--listen", metavar="HOST:PORT",
+                        help="proxy listener; port 0 picks a free port (default: server.listen, 127.0.0.1:8080)")
+    parser.add_argument("--admin-listen", metavar="HOST:PORT",
+                        help="admin listener; port 0 picks a free port "
+                             "(default: server.admin_listen, 127.0.0.1:8081)")
+    parser.add_argument("--duration", type=float, metavar="SECONDS",
+                        help="stop by itself after this many seconds (default: run until interrupted)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the proxy in front of an origin")
-    serve.add_argument("--origin", metavar="URL", help="origin base URL, for example http://127.0.0.1:9000")
+    serve.add_argument("--origin", metavar="URL",
+                       help="origin base URL, for example http://127.0.0.1:9000 (default: origin.url from the settings)")
     serve.add_argument("--workers", metavar="N|auto", type=parse_workers,
                        help="run N worker processes sharing the proxy port, under a supervisor that runs the "
                             "admin listener; auto is one per CPU core (default: one process, no supervisor)")
@@ -79,34 +89,44 @@ def build_parser() -> argparse.ArgumentParser:
                       help="demo storefront listener (default 127.0.0.1:9000)")
 
     origin = commands.add_parser("demo-origin", help="run only the demo storefront")
-    origin.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9000")
-    origin.add_argument("--page-bytes", type=int, default=0, help="pad product pages to about this many bytes")
-    origin.add_argument("--change-interval", type=float, default=2.0,
-                        help="seconds between stock changes; 0 turns them off")
-    origin.add_argument("--cache-control", help="Cache-Control value to send on product and category pages")
-    origin.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this many seconds")
+    origin.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9000",
+                        help="demo storefront listener; port 0 picks a free port (default 127.0.0.1:9000)")
+    origin.add_argument("--page-bytes", type=int, default=0, metavar="BYTES",
+                        help="pad product pages to about this many bytes (default 0: no padding)")
+    origin.add_argument("--change-interval", type=float, default=2.0, metavar="SECONDS",
+                        help="seconds between stock changes; 0 turns them off (default 2)")
+    origin.add_argument("--cache-control", metavar="VALUE",
+                        help="Cache-Control value to send on product and category pages (default: none sent)")
+    origin.add_argument("--duration", type=float, metavar="SECONDS",
+                        help="stop by itself after this many seconds (default: run until interrupted)")
 
     check = commands.add_parser("check-config", help="validate a settings file and print the effective settings")
-    check.add_argument("file", metavar="FILE")
+    check.add_argument("file", metavar="FILE", help="TOML settings file to check")
 
     purge = commands.add_parser("purge", help="purge entries through the admin listener")
-    purge.add_argument("--admin", metavar="URL", default="http://127.0.0.1:8081")
+    purge.add_argument("--admin", metavar="URL", default=ADMIN_URL, help=ADMIN_HELP)
     purge.add_argument("--token", help="admin token (default: the EDGECACHE_ADMIN_TOKEN environment variable)")
     selector = purge.add_mutually_exclusive_group(required=True)
-    selector.add_argument("--path", action="append", help="purge this path (repeatable)")
-    selector.add_argument("--prefix", action="append", help="purge every path starting with this prefix")
-    selector.add_argument("--tag", action="append", help="purge every entry with this tag")
+    selector.add_argument("--path", action="append", metavar="PATH|URL",
+                          help="purge this path, such as /summit-duffel-1/p; a proxy URL is reduced to its path "
+                               "(repeatable)")
+    selector.add_argument("--prefix", action="append", metavar="PATH|URL",
+                          help="purge every path starting with this prefix, such as /c/; a proxy URL is "
+                               "reduced to its path (repeatable)")
+    selector.add_argument("--tag", action="append", help="purge every entry with this tag (repeatable)")
     selector.add_argument("--all", action="store_true", help="purge every entry")
-    purge.add_argument("--soft", action="store_true", help="mark entries stale instead of removing them")
+    purge.add_argument("--soft", action="store_true",
+                       help="mark entries stale instead of removing them (default: remove them)")
 
     stats = commands.add_parser("stats", help="print the current figures of a running edgecache")
-    stats.add_argument("--admin", metavar="URL", default="http://127.0.0.1:8081")
-    stats.add_argument("--watch", action="store_true", help="redraw every second until interrupted")
+    stats.add_argument("--admin", metavar="URL", default=ADMIN_URL, help=ADMIN_HELP)
+    stats.add_argument("--watch", action="store_true",
+                       help="redraw every second until interrupted (default: print once)")
 
     explain = commands.add_parser("explain", help="show what is stored for a URL and how a request would be served")
     explain.add_argument("url", metavar="URL", help="a proxy URL or a path, for example /summit-duffel-1/p")
-    explain.add_argument("--admin", metavar="URL", default="http://127.0.0.1:8081")
-    explain.add_argument("--json", action="store_true", help="print the admin listener's JSON document")
+    explain.add_argument("--admin", metavar="URL", default=ADMIN_URL, help=ADMIN_HELP)
+    explain.add_argument("--json", action="store_true", help="print the admin listener's JSON document (default: text)")
     return parser
 
 

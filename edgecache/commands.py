@@ -181,14 +181,31 @@ def _admin_request(method: str, url: str, *, token: str | None = None, body: Any
     return asyncio.run(send())
 
 
+def path_of(value: str) -> str:
+    """Return the path of an http(s) URL, such as a proxy URL copied from a browser; return other values as given.
+
+    The query string is dropped because requests with one are never stored.
+    """
+    try:
+        url = URL(value)
+    except ValueError:
+        return value
+    if url.scheme in ("http", "https") and url.is_absolute():
+        return url.raw_path or "/"
+    return value
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("EDGECACHE_ADMIN_TOKEN")
     body: dict[str, Any] = {"soft": args.soft}
     if args.all:
         body["all"] = True
-    for flag, field in (("path", "paths"), ("prefix", "prefixes"), ("tag", "tags")):
-        if getattr(args, flag):
-            body[field] = getattr(args, flag)
+    if args.path:
+        body["paths"] = [path_of(value) for value in args.path]
+    if args.prefix:
+        body["prefixes"] = [path_of(value) for value in args.prefix]
+    if args.tag:
+        body["tags"] = args.tag
     try:
         status, answer = _admin_request("POST", args.admin.rstrip("/") + "/purge", token=token, body=body)
     except aiohttp.ClientError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 
 from yarl import URL
 
-from .config_checks import CHECKS, coerce_value, type_name
+from .config_checks import CHECKS, coerce_value, expected_value
 from .errors import ConfigError
 from .settings import (
     SECTIONS,
@@ -84,7 +84,7 @@ def _build_rules(raw: Any) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-def _parse_env_value(key: str, annotation: str, text: str) -> Any:
+def _parse_env_value(key: str, annotation: str, text: str, *, expected: str) -> Any:
     """Turn an environment variable's text into the TOML value it stands for."""
     if annotation == "bool":
         lowered = text.strip().lower()
@@ -97,7 +97,7 @@ def _parse_env_value(key: str, annotation: str, text: str) -> Any:
         try:
             return int(text) if annotation != "float" else float(text)
         except ValueError:
-            raise ConfigError(f"{key}: invalid value {text!r}; expected {type_name(annotation)}") from None
+            raise ConfigError(f"{key}: invalid value {text!r}; expected {expected}") from None
     if annotation.startswith("tuple"):
         items = [item.strip() for item in text.split(",") if item.strip()]
         if annotation == "tuple[int, ...]":
@@ -118,7 +118,8 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
         if key not in fields:
             raise ConfigError(f"{name}: unknown setting {section}.{key}; allowed: {', '.join(fields)}")
-        layer.setdefault(section, {})[key] = _parse_env_value(name, fields[key], text)
+        layer.setdefault(section, {})[key] = _parse_env_value(name, fields[key], text,
+                                                              expected=expected_value(f"{section}.{key}", fields[key]))
     return layer
 
 

@@ -6,63 +6,67 @@ Each failure raises ConfigError with one line naming the key, the value and what
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from yarl import URL
 
 from .errors import ConfigError
 
-# Checks beyond the type: each returns the allowed values as text when the value is invalid.
-Check = Callable[[Any], str | None]
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A check beyond a field's type: which values it allows, and how a message names them."""
+
+    allows: Callable[[Any], bool]
+    # The allowed values as text for a field of the given annotation, such as "int".
+    expected: Callable[[str], str]
 
 
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "a positive number"
+def _by_type(integer: str, number: str) -> Callable[[str], str]:
+    return lambda annotation: integer if annotation.startswith("int") else number
 
 
-def _non_negative(value: Any) -> str | None:
-    return None if value >= 0 else "a number >= 0"
+_positive = Check(lambda value: value > 0, _by_type("a positive integer", "a positive number"))
+_non_negative = Check(lambda value: value >= 0, _by_type("an integer >= 0", "a number >= 0"))
+
+
+def _described(text: str) -> Callable[[str], str]:
+    return lambda annotation: text
 
 
 def _one_of(*choices: str) -> Check:
-    return lambda value: None if value in choices else "one of " + ", ".join(choices)
+    return Check(lambda value: value in choices, _described("one of " + ", ".join(choices)))
 
 
-def _host_port(value: Any) -> str | None:
+def _is_host_port(value: Any) -> bool:
     host, sep, port = value.rpartition(":")
-    if sep and host and port.isdigit() and 0 <= int(port) < 65536:
-        return None
-    return "HOST:PORT with a port from 0 to 65535 (0 picks a free port)"
+    return bool(sep and host and port.isdigit() and 0 <= int(port) < 65536)
 
 
-def _http_url(value: Any) -> str | None:
+def _is_http_url(value: Any) -> bool:
     try:
         url = URL(value)
     except ValueError:
-        url = None
-    if url is not None and url.scheme in ("http", "https") and url.host:
-        return None
-    return "an http:// or https:// URL with a host"
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
 
 
-def _redis_url(value: Any) -> str | None:
+def _is_redis_url(value: Any) -> bool:
     if value == "":
-        return None
+        return True
     try:
         url = URL(value)
     except ValueError:
-        url = None
-    if url is not None and url.scheme in ("redis", "rediss", "unix"):
-        return None
-    return "empty (no shared tier) or a redis://, rediss:// or unix:// URL"
+        return False
+    return url.scheme in ("redis", "rediss", "unix")
 
 
-def _fraction(value: Any) -> str | None:
-    return None if 0 <= value <= 1 else "a number from 0 to 1"
-
-
-def _tag_header(value: Any) -> str | None:
-    return None if value.lower() in ("surrogate-key", "cache-tag") else "Surrogate-Key or Cache-Tag"
+_host_port = Check(_is_host_port, _described("HOST:PORT with a port from 0 to 65535 (0 picks a free port)"))
+_http_url = Check(_is_http_url, _described("an http:// or https:// URL with a host"))
+_redis_url = Check(_is_redis_url, _described("empty (no shared tier) or a redis://, rediss:// or unix:// URL"))
+_fraction = Check(lambda value: 0 <= value <= 1, _described("a number from 0 to 1"))
+_tag_header = Check(lambda value: value.lower() in ("surrogate-key", "cache-tag"),
+                    _described("Surrogate-Key or Cache-Tag"))
 
 
 CHECKS: dict[str, Check] = {
@@ -127,6 +131,12 @@ def type_name(annotation: str) -> str:
     }[annotation]
 
 
+def expected_value(key: str, annotation: str) -> str:
+    """Return what a setting allows, as text for an error message: its range check's words, else its type's."""
+    check = CHECKS.get(key) or CHECKS.get("rules." + key.rpartition(".")[2] if key.startswith("rules[") else "")
+    return check.expected(annotation) if check else type_name(annotation)
+
+
 def coerce_value(key: str, annotation: str, value: Any) -> Any:
     """Check a TOML value against a field's type; return it in the field's type."""
     ok: bool
@@ -145,10 +155,8 @@ def coerce_value(key: str, annotation: str, value: Any) -> Any:
     else:
         ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         value = tuple(value) if ok else value
-    if not ok:
-        raise ConfigError(f"{key}: invalid value {value!r}; expected {type_name(annotation)}")
     check = CHECKS.get(key) or CHECKS.get("rules." + key.rpartition(".")[2] if key.startswith("rules[") else "")
-    problem = check(value) if check else None
-    if problem:
-        raise ConfigError(f"{key}: invalid value {value!r}; expected {problem}")
+    # A value of the wrong type and one out of range get the same message.
+    if not ok or (check and not check.allows(value)):
+        raise ConfigError(f"{key}: invalid value {value!r}; expected {expected_value(key, annotation)}")
     return value

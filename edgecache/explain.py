@@ -124,17 +124,26 @@ def _seconds_since(at: float | None, now: float) -> float | None:
 
 
 def format_explanation(document: dict[str, Any]) -> str:
-    """Return an /entries document as lines of text for the terminal."""
+    """Return an /entries document as lines of text for the terminal.
+
+    The request's decision comes first. Each stored variant then has its own
+    `entry` line with the outcome that a request without a query string would get from it.
+    """
+    path, has_query, _ = document["path"].partition("?")
     lines = [
         f"path      {document['path']}",
         f"key       {document['key']}",
         f"rule      {document['rule']}",
         f"stored    {'yes' if document['stored'] else 'no'}",
+        f"decision  {document['decision']['outcome']}: {document['decision']['explanation']}",
     ]
-    for entry in document["entries"]:
+    for index, entry in enumerate(document["entries"]):
         validators = entry["validators"]
+        lines.append("")
+        if has_query and index == 0:
+            # The entries belong to the path without its query string, and this request bypasses them.
+            lines.append(f"stored for {path}, which a request without the query string would get:")
         lines += [
-            "",
             f"variant   {entry['variant'] or '-'}" + (f"  (vary: {', '.join(entry['vary'])})" if entry["vary"] else ""),
             f"status    {entry['status']}   size {entry['size_bytes']} bytes",
             f"age       {entry['age_seconds']:.0f} s of a {entry['freshness_lifetime_seconds']:.0f} s lifetime, "
@@ -149,10 +158,8 @@ def format_explanation(document: dict[str, Any]) -> str:
             f"tags      {' '.join(entry['tags']) or '-'}",
             "claims    " + (", ".join(f"{claim['sku']} {claim['availability']}" for claim in entry["claims"]) or "-"),
             *_format_inventory(entry.get("inventory")),
-            f"decision  {entry['decision']['outcome']}: {entry['decision']['explanation']}",
+            f"entry     {entry['decision']['outcome']}: {entry['decision']['explanation']}",
         ]
-    if not document["entries"]:
-        lines.append(f"decision  {document['decision']['outcome']}: {document['decision']['explanation']}")
     return "\n".join(lines)
 
 

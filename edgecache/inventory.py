@@ -6,7 +6,8 @@ SKU's pages and forbids serving them stale, because showing a sold-out product a
 available (an oversell) costs more than a slow page. A change back to an available
 state soft-purges them. Versions order the events of one SKU: an event whose version
 is not newer than the latest one seen is ignored, so a replayed or late event never
-brings an old state back. A fill whose origin request started before the latest
+brings an old state back. Events without a version apply until the SKU's first
+versioned event, and are ignored after it. A fill whose origin request started before the latest
 state change of one of its SKUs is stored stale (`InventoryTracker.is_fenced`).
 
 The state machine here is pure bookkeeping; `invalidation.py` acts on the store.
@@ -99,14 +100,16 @@ def state_for_quantity(quantity: int, low_stock_threshold: int) -> str:
 def decide(record: SkuRecord | None, state: str, version: int | None) -> Decision:
     """Decide what an event does, given the SKU's record before it.
 
-    An event without a version is always applied, because nothing orders it; a
-    producer that sends versions gets replays and reordering handled.
+    An event without a version applies while the SKU's record has no version either,
+    because then nothing orders the events. Once a versioned event was applied, an
+    event without a version is an old version: it cannot be shown to be newer, and
+    applying it could bring back a state that a later versioned event replaced.
     """
     assert state in STATES, f"unknown availability state {state!r}"
     action = Action.HARD if state == OUT_OF_STOCK else Action.SOFT
     if record is None:
         return Decision(EventResult.FIRST_SEEN, action, None, state)
-    if version is not None and record.version is not None and version <= record.version:
+    if record.version is not None and (version is None or version <= record.version):
         return Decision(EventResult.OLD_VERSION, Action.NONE, record.state, record.state)
     if record.state == state:
         return Decision(EventResult.UNCHANGED, Action.NONE, record.state, state)

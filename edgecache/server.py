@@ -79,6 +79,8 @@ class Edgecache:
         self.admin_app = create_admin_app(self)
         add_event_routes(self.admin_app)
         self._runners: list[web.BaseRunner] = []
+        # Whether start() finished, so that stop() logs a stop only after a logged start.
+        self._started = False
         self.proxy_port = 0
         self.admin_port = 0
 
@@ -246,6 +248,7 @@ class Edgecache:
             self._tasks.append(asyncio.create_task(self.reconciler.run(), name="edgecache-reconcile"))
         self.proxy_port = _bound_port(proxy_runner)
         self.admin_port = _bound_port(admin_runner)
+        self._started = True
         server_logger.info("edgecache listening on %s:%d (admin %s), origin %s, shared tier %s",
                            split_host_port(self.settings.server.listen)[0], self.proxy_port,
                            self.admin_socket or f"{split_host_port(self.settings.server.admin_listen)[0]}:{self.admin_port}",
@@ -267,7 +270,9 @@ class Edgecache:
         await self.origin.close()
         if self.shared is not None:
             await self.shared.close()
-        server_logger.info("edgecache stopped")
+        if self._started:
+            self._started = False
+            server_logger.info("edgecache stopped")
 
 
 def _bound_port(runner: web.BaseRunner) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -10,6 +11,9 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
+
+from edgecache.cli import build_parser
 
 from helpers import free_port
 
@@ -56,7 +60,7 @@ async def test_check_config_invalid_exits_2(tmp_path: Path) -> None:
 
     assert status == 2
     assert stdout == ""
-    assert stderr == "edgecache: config error: cache.max_bytes: invalid value -1; expected a positive number\n"
+    assert stderr == "edgecache: config error: cache.max_bytes: invalid value -1; expected a positive integer\n"
 
 
 async def test_check_config_missing_file() -> None:
@@ -82,7 +86,7 @@ async def test_serve_invalid_env_exits_2() -> None:
 
     assert status == 2
     assert stderr == ("edgecache: config error: EDGECACHE_ORIGIN_READ_TIMEOUT: invalid value 'soon'; "
-                      "expected a number\n")
+                      "expected a positive number\n")
 
 
 async def test_serve_invalid_flag_exits_2() -> None:
@@ -141,3 +145,61 @@ async def test_serve_port_in_use_one_line() -> None:
     assert stderr.endswith("); stop the process that uses it or choose another address\n")
     assert stderr.count("\n") == 1
     assert "Traceback" not in stderr
+
+
+
+def shown_default(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@pytest.mark.parametrize("command", ["serve", "demo", "demo-origin", "check-config", "purge", "stats", "explain"])
+def test_every_option_has_help(command: str) -> None:
+    parser = build_parser()
+    [subparsers] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    for action in subparsers.choices[command]._actions:
+        name = "/".join(action.option_strings) or action.dest
+        assert action.help, f"{command} {name} has no help"
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert f"default {shown_default(action.default)}" in action.help, f"{command} {name}: {action.help}"
+
+
+@pytest.mark.parametrize("command", ["purge", "stats", "explain"])
+async def test_admin_flag_help(command: str) -> None:
+    code, stdout, _ = await run_cli(command, "--help", env=clean_env(COLUMNS="200"))
+    assert code == 0
+    [line] = [line for line in stdout.splitlines() if line.lstrip().startswith("--admin URL")]
+    assert line.split("URL", 1)[1].strip() == "base URL of edgecache's admin listener (default http://127.0.0.1:8081)"
+
+
+async def test_demo_origin_listen_help() -> None:
+    code, stdout, _ = await run_cli("demo-origin", "--help", env=clean_env(COLUMNS="200"))
+    assert code == 0
+    [line] = [line for line in stdout.splitlines() if line.lstrip().startswith("--listen HOST:PORT")]
+    assert line.split("HOST:PORT", 1)[1].strip() == (
+        "demo storefront listener; port 0 picks a free port (default 127.0.0.1:9000)")
+
+
+async def test_serve_port_in_use_logs_no_stop() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, stdout, _ = await run_cli("serve", "--origin", "http://127.0.0.1:9", "--listen", f"127.0.0.1:{port}",
+                                          "--admin-listen", "127.0.0.1:0", "--duration", "5")
+
+    assert status == 1
+    assert "edgecache listening" not in stdout
+    assert "edgecache stopped" not in stdout
+    assert "stopping" not in stdout
+
+
+@pytest.mark.parametrize("value", ['"lots"', "-5"])
+async def test_check_config_positive_integer(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "edgecache.toml"
+    path.write_text(f"[cache]\nmax_bytes = {value}\n")
+    status, stdout, stderr = await run_cli("check-config", str(path))
+
+    assert status == 2
+    assert stdout == ""
+    shown = "'lots'" if value == '"lots"' else value
+    assert stderr == f"edgecache: config error: cache.max_bytes: invalid value {shown}; expected a positive integer\n"

@@ -16,13 +16,18 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "edgecache.
 INVALID = [
     ({"cache": {"max_byte": 1}}, "cache.max_byte: unknown setting; allowed: max_bytes, max_object_bytes,"),
     ({"cachex": {}}, "cachex: unknown section; allowed: server, origin,"),
-    ({"cache": {"max_bytes": "big"}}, "cache.max_bytes: invalid value 'big'; expected an integer"),
-    ({"cache": {"max_bytes": -1}}, "cache.max_bytes: invalid value -1; expected a positive number"),
+    ({"cache": {"max_bytes": "big"}}, "cache.max_bytes: invalid value 'big'; expected a positive integer"),
+    ({"cache": {"max_bytes": -1}}, "cache.max_bytes: invalid value -1; expected a positive integer"),
+    ({"cache": {"max_bytes": 0}}, "cache.max_bytes: invalid value 0; expected a positive integer"),
+    ({"origin": {"read_timeout": "soon"}}, "origin.read_timeout: invalid value 'soon'; expected a positive number"),
+    ({"origin": {"read_timeout": -5}}, "origin.read_timeout: invalid value -5.0; expected a positive number"),
+    ({"server": {"listen": 8080}}, "server.listen: invalid value 8080; expected HOST:PORT"),
     ({"key": {"fold_case": "yes"}}, "key.fold_case: invalid value 'yes'; expected true or false"),
     ({"origin": {"url": "ftp://x"}}, "origin.url: invalid value 'ftp://x'; expected an http:// or https:// URL"),
     ({"server": {"listen": "8080"}}, "server.listen: invalid value '8080'; expected HOST:PORT"),
     ({"origin": {"host_header": "x"}}, "origin.host_header: invalid value 'x'; expected one of site, client"),
-    ({"rules": [{"name": "p", "match": "/*/p", "ttl": -3}]}, "rules[0].ttl: invalid value -3; expected a number >= 0"),
+    ({"rules": [{"name": "p", "match": "/*/p", "ttl": -3}]},
+     "rules[0].ttl: invalid value -3; expected an integer >= 0"),
     ({"rules": [{"name": "p"}]}, "rules[0].match: missing"),
     ({"cache": {"max_bytes": 10, "max_object_bytes": 20}},
      "cache.max_object_bytes: invalid value 20; expected at most cache.max_bytes (10)"),
@@ -74,7 +79,7 @@ def test_env_invalid_value() -> None:
     with pytest.raises(ConfigError) as raised:
         build_settings({}, environ={"EDGECACHE_CACHE_MAX_BYTES": "lots"})
 
-    assert str(raised.value) == "EDGECACHE_CACHE_MAX_BYTES: invalid value 'lots'; expected an integer"
+    assert str(raised.value) == "EDGECACHE_CACHE_MAX_BYTES: invalid value 'lots'; expected a positive integer"
 
 
 def test_flags_override_env(tmp_path: Path, monkeypatch) -> None:

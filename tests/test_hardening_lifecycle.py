@@ -70,7 +70,7 @@ async def test_reload_invalid_keeps_settings(fault_origin: FaultOrigin, make_edg
     before = cache.settings
 
     def invalid() -> Any:
-        raise ConfigError("cache.max_bytes: invalid value -1; expected a positive number")
+        raise ConfigError("cache.max_bytes: invalid value -1; expected a positive integer")
 
     assert reload_settings(cache, invalid) is False
     assert cache.settings is before
@@ -200,10 +200,10 @@ async def test_admin_warns_when_exposed(fault_origin: FaultOrigin, make_edgecach
 
 @pytest.mark.parametrize("body, message", [
     (b"{not json", "body is not valid JSON"),
-    (b'"paths"', "body must be a JSON object"),
-    (b'{"paths": "/a"}', "field 'paths' must be a list of non-empty strings"),
-    (b'{"soft": "yes", "all": true}', "field 'soft' must be true or false"),
-    (b'{"path": ["/a"]}', "unknown field 'path'; allowed: all, paths, prefixes, soft, tags"),
+    (b'"paths"', 'body: invalid value "paths"; expected a JSON object'),
+    (b'{"paths": "/a"}', 'paths: invalid value "/a"; expected a list of non-empty strings'),
+    (b'{"soft": "yes", "all": true}', 'soft: invalid value "yes"; expected true or false'),
+    (b'{"path": ["/a"]}', "path: unknown field; expected one of all, paths, prefixes, soft, tags"),
 ])
 async def test_admin_bad_body_names_field(body: bytes, message: str, fault_origin: FaultOrigin,
                                           make_edgecache: Any, client: aiohttp.ClientSession) -> None:

@@ -65,6 +65,40 @@ def test_decide_old_version_ignored() -> None:
     assert decision.action is Action.NONE
 
 
+@pytest.mark.parametrize(("record_version", "version", "result"), [
+    (None, None, EventResult.CHANGED),
+    (None, 1, EventResult.CHANGED),
+    (7, 8, EventResult.CHANGED),
+    (7, 7, EventResult.OLD_VERSION),
+    (7, None, EventResult.OLD_VERSION),
+])
+def test_decide_version_table(record_version: int | None, version: int | None, result: EventResult) -> None:
+    decision = decide(SkuRecord("A", "in_stock", record_version, (1.0,)), "out_of_stock", version)
+    assert decision.result is result
+
+
+async def test_unversioned_after_versioned_ignored(cache, client) -> None:
+    await get(client, cache, "/a/p")
+    await send(client, cache, {"sku": "A", "state": "in_stock", "version": 5})
+    status, body = await send(client, cache, {"sku": "A", "state": "out_of_stock"})
+    assert status == 200
+    assert body == answer(**{"old-version": 1})
+    assert cache.tracker.state("A") == "in_stock"
+    assert await get(client, cache, "/a/p") == "HIT"
+
+
+async def test_unversioned_events_apply_in_order(cache, client) -> None:
+    await get(client, cache, "/a/p")
+    await send(client, cache, {"sku": "A", "state": "in_stock"})
+    status, body = await send(client, cache, {"sku": "A", "state": "out_of_stock"})
+    assert status == 200
+    assert body == answer(changed=1, purged=1)
+    assert cache.tracker.state("A") == "out_of_stock"
+    status, body = await send(client, cache, {"sku": "A", "state": "in_stock", "version": 1})
+    assert body == answer(changed=1)
+    assert cache.tracker.state("A") == "in_stock"
+
+
 async def test_first_event_matching_page_keeps_it(cache, client) -> None:
     await get(client, cache, "/a/p")
     status, body = await send(client, cache, {"sku": "A", "available_quantity": 40, "version": 1})
@@ -174,23 +208,33 @@ async def test_events_403_without_token(origin, make_edgecache, client) -> None:
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ({"sku": "A", "qty": 3}, "qty: unknown field; allowed: sku, available_quantity, state, version, timestamp"),
-    ({"available_quantity": 3}, "sku must be a non-empty string of at most 200 characters, got None"),
-    ({"sku": "A"}, "available_quantity or state: give exactly one of them"),
+    ({"sku": "A", "qty": 3}, "qty: unknown field; expected one of sku, available_quantity, state, version, timestamp"),
+    ({"available_quantity": 3}, "sku: missing; expected a non-empty string of at most 200 characters"),
+    ({"sku": None, "state": "in_stock"},
+     "sku: invalid value null; expected a non-empty string of at most 200 characters"),
+    ({"sku": " ", "state": "in_stock"},
+     'sku: invalid value " "; expected a non-empty string of at most 200 characters'),
+    ({"sku": "A" * 201, "state": "in_stock"},
+     "sku: too long (201 characters); expected a non-empty string of at most 200 characters"),
+    ({"sku": "A"}, "state: missing; expected exactly one of state and available_quantity"),
     ({"sku": "A", "available_quantity": 3, "state": "in_stock"},
-     "available_quantity or state: give exactly one of them"),
-    ({"sku": "A", "available_quantity": "3"}, "available_quantity must be an integer of 0 or more, got '3'"),
-    ({"sku": "A", "available_quantity": True}, "available_quantity must be an integer of 0 or more, got True"),
+     "state: given with available_quantity; expected exactly one of state and available_quantity"),
+    ({"sku": "A", "available_quantity": "3"},
+     'available_quantity: invalid value "3"; expected an integer of 0 or more'),
+    ({"sku": "A", "available_quantity": True},
+     "available_quantity: invalid value true; expected an integer of 0 or more"),
     ({"sku": "A", "state": "gone"},
-     "state must be one of backorder, in_stock, low_stock, out_of_stock, got 'gone'"),
-    ({"sku": "A", "state": "in_stock", "version": -1}, "version must be an integer of 0 or more, got -1"),
+     'state: invalid value "gone"; expected one of backorder, in_stock, low_stock, out_of_stock'),
+    ({"sku": "A", "state": "in_stock", "version": -1}, "version: invalid value -1; expected an integer of 0 or more"),
     ({"sku": "A", "state": "in_stock", "timestamp": "yesterday"},
-     "timestamp must be an ISO 8601 date-time string or epoch seconds, got 'yesterday'"),
+     'timestamp: invalid value "yesterday"; expected an ISO 8601 date-time string or epoch seconds'),
     ([{"sku": "A", "state": "in_stock"}, {"sku": "B", "state": 5}],
-     "events[1].state must be one of backorder, in_stock, low_stock, out_of_stock, got 5"),
-    ([{"sku": "A", "state": "in_stock"}, 7], "events[1] must be a JSON object, got 7"),
-    ([], "body is an empty array; send at least one event"),
-    ("A", "body must be a JSON object or an array of objects"),
+     "events[1].state: invalid value 5; expected one of backorder, in_stock, low_stock, out_of_stock"),
+    ([{"sku": "A", "state": "in_stock"}, {"state": "in_stock"}],
+     "events[1].sku: missing; expected a non-empty string of at most 200 characters"),
+    ([{"sku": "A", "state": "in_stock"}, 7], "events[1]: invalid value 7; expected a JSON object"),
+    ([], "body: empty array; expected at least one event"),
+    ("A", 'body: invalid value "A"; expected a JSON object or an array of objects'),
 ])
 async def test_invalid_event_400(cache, client, body, message) -> None:
     status, answer_body = await send(client, cache, body)
@@ -209,4 +253,4 @@ async def test_batch_limit_400(origin, make_edgecache, client) -> None:
     edgecache = await make_edgecache(origin.url, {"admin": {"token": TOKEN}, "inventory": {"max_batch_events": 2}})
     status, body = await send(client, edgecache, [{"sku": "A", "state": "in_stock"}] * 3)
     assert status == 400
-    assert body == {"error": "body has 3 events, more than inventory.max_batch_events (2); split the batch"}
+    assert body == {"error": "body: 3 events; expected at most 2 (inventory.max_batch_events), so split the batch"}

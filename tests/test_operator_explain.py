@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import aiohttp
 import pytest
@@ -133,3 +134,27 @@ async def test_stats_command_rolling(origin, make_edgecache, client, clock,
     assert "last 1m    0.3 req/s   hit ratio 50.0 %   hit 0.1/s  miss 0.1/s  bypass 0.1/s" in output
     assert "bypassed   /shoe/p 1" in output
     assert f"fetched    {edgecache.settings.site_host}/shoe/p 1" in output
+
+
+async def test_explain_subprocess_query_bypass(origin, make_edgecache, client, clock) -> None:
+    origin.script("/shoe/p", headers={"Cache-Control": "max-age=60"})
+    edgecache = await make_edgecache(origin.url, clock=clock)
+    await _get(client, proxy_url(edgecache, "/shoe/p"))
+    clock.now += 56
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgecache", "explain", proxy_url(edgecache, "/shoe/p?x=1"),
+        "--admin", admin_url(edgecache, ""), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    lines = stdout.decode().splitlines()
+    assert lines[:7] == [
+        "path      /shoe/p?x=1",
+        f"key       {edgecache.settings.site_host}/shoe/p",
+        "rule      default",
+        "stored    yes",
+        "decision  bypass: the request has a query string, so it is forwarded and never stored",
+        "",
+        "stored for /shoe/p, which a request without the query string would get:",
+    ]
+    assert lines[-1] == "entry     hit: the entry is fresh for 4 s more"
+    assert sum(line.startswith("decision") for line in lines) == 1

@@ -181,11 +181,24 @@ async def test_token_never_logged(origin, cache, client, caplog) -> None:
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ({"paths": "/a"}, "field 'paths' must be a list of non-empty strings"),
-    ({"paths": ["/a"], "hard": True}, "unknown field 'hard'; allowed: all, paths, prefixes, soft, tags"),
-    ({"all": "yes"}, "field 'all' must be true or false"),
-    ({}, "name what to purge: paths, prefixes, tags or all"),
-    ([1], "body must be a JSON object"),
+    ({"paths": "/a"}, 'paths: invalid value "/a"; expected a list of non-empty strings'),
+    ({"paths": ["/a"], "hard": True}, "hard: unknown field; expected one of all, paths, prefixes, soft, tags"),
+    ({"all": "yes"}, 'all: invalid value "yes"; expected true or false'),
+    ({}, 'body: nothing to purge; expected at least one of paths, prefixes, tags or "all": true'),
+    ([1], "body: invalid value [1]; expected a JSON object"),
+    ({"paths": ["x"]}, 'paths[0]: invalid value "x"; expected a path that starts with "/", such as "/x"'),
+    ({"paths": ["/a", "trail-boot-5/p"]},
+     'paths[1]: invalid value "trail-boot-5/p"; expected a path that starts with "/", such as "/trail-boot-5/p"'),
+    ({"paths": ["http://host/p"]},
+     'paths[0]: invalid value "http://host/p"; expected a path that starts with "/", such as "/p"'),
+    ({"prefixes": ["shoes/"]},
+     'prefixes[0]: invalid value "shoes/"; expected a path that starts with "/", such as "/shoes/"'),
+    ({"all": True, "paths": ["/a"]},
+     'all: ambiguous together with paths; expected either "all": true alone or paths, prefixes and tags '
+     "without it"),
+    ({"all": True, "prefixes": ["/a/"], "tags": ["t"]},
+     'all: ambiguous together with prefixes, tags; expected either "all": true alone or paths, prefixes and '
+     "tags without it"),
 ])
 async def test_purge_invalid_body(cache, client, body, message) -> None:
     status, answer = await purge(client, cache, body)
@@ -208,10 +221,32 @@ async def test_rejected_tokens_logged_once(cache, client, caplog) -> None:
     assert warnings == ["rejected POST /purge from 127.0.0.1: missing or wrong token"]
 
 
-@pytest.mark.parametrize("path", ["/%73hoes/a", "/shoes//a", "/x/../shoes/a", "/shoes/./a", "shoes/a"])
+@pytest.mark.parametrize("path", ["/%73hoes/a", "/shoes//a", "/x/../shoes/a", "/shoes/./a"])
 async def test_purge_path_canonical_forms(origin, cache, client, path) -> None:
     await fill(client, cache)
     status, answer = await purge(client, cache, {"paths": [path]})
     assert (status, answer) == (200, {"purged": 1, "soft": False})
     assert await get(client, cache, "/shoes/a") == (200, "MISS")
     assert await get(client, cache, "/shoes/b") == (200, "HIT")
+
+
+async def test_rejected_purge_changes_nothing(origin, cache, client) -> None:
+    await fill(client, cache)
+    status, _ = await purge(client, cache, {"all": True, "paths": ["/shoes/a"]})
+    assert status == 400
+    assert await cached(client, cache) == {"/shoes/a": "HIT", "/shoes/b": "HIT", "/shoes-sale/c": "HIT",
+                                           "/bags/d": "HIT"}
+
+
+async def test_purge_logged_with_selectors(origin, cache, client, caplog) -> None:
+    caplog.set_level("INFO", logger="edgecache.admin")
+    await fill(client, cache)
+    await purge(client, cache, {"paths": ["/shoes/a", "/shoes/b", "/bags/d", "/none/1", "/none/2"],
+                                "tags": ["shoes"], "soft": True})
+    await purge(client, cache, {"all": True})
+    lines = [record.getMessage() for record in caplog.records if record.name == "edgecache.admin"]
+    assert lines == [
+        'purge from 127.0.0.1 of 5 paths ["/shoes/a", "/shoes/b", "/bags/d"] and 2 more, 1 tag ["shoes"] (soft): '
+        '{"purged": 5, "soft": true}',
+        'purge from 127.0.0.1 of everything (hard): {"purged": 4, "soft": false}',
+    ]

@@ -47,3 +47,27 @@ async def test_cli_wrong_token_fails(origin, make_edgecache) -> None:
     code, stdout, _ = await run_cli("--admin", admin, "--token", "wrong", "--all")
     assert code == 1
     assert stdout == '{"error": "missing or wrong bearer token"}\n'
+
+
+async def test_cli_purge_proxy_url(origin, make_edgecache, client) -> None:
+    edgecache = await make_edgecache(origin.url, {"admin": {"token": TOKEN}})
+    for path in ("/shoe/p", "/c/shoes/1"):
+        async with client.get(proxy_url(edgecache, path)) as response:
+            await response.read()
+    admin = f"http://127.0.0.1:{edgecache.admin_port}"
+    code, stdout, _ = await run_cli("--admin", admin, "--token", TOKEN, "--path", proxy_url(edgecache, "/shoe/p?x=1"))
+    assert code == 0
+    assert stdout == '{"purged": 1, "soft": false}\n'
+    code, stdout, _ = await run_cli("--admin", admin, "--token", TOKEN, "--prefix", proxy_url(edgecache, "/c/"))
+    assert code == 0
+    assert stdout == '{"purged": 1, "soft": false}\n'
+    assert len(edgecache.store) == 0
+
+
+async def test_cli_purge_relative_path_rejected(origin, make_edgecache) -> None:
+    edgecache = await make_edgecache(origin.url, {"admin": {"token": TOKEN}})
+    admin = f"http://127.0.0.1:{edgecache.admin_port}"
+    code, stdout, _ = await run_cli("--admin", admin, "--token", TOKEN, "--path", "shoe/p")
+    assert code == 1
+    assert stdout == ('{"error": "paths[0]: invalid value \\"shoe/p\\"; expected a path that starts with \\"/\\", '
+                      'such as \\"/shoe/p\\""}\n')

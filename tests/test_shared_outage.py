@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+
+import pytest
 
 from edgecache.config import build_settings
 from edgecache.reload import reload_settings
+from edgecache.shared.health import SharedHealth
 
 from conftest import admin_url, proxy_url
 from redis_process import redis_server, shared_settings, two_nodes  # noqa: F401
@@ -108,3 +112,50 @@ async def test_reload_keeps_shared_settings(origin, two_nodes, caplog) -> None:
     assert node_a.settings.cache.shared_url == running_url
     assert node_a.settings.cache.max_bytes == 10_000_000
     assert "cache.shared_url changed to 'redis://127.0.0.1:1/0'; restart edgecache to apply it" in caplog.text
+
+
+def require_password(port: int, password: str) -> None:
+    """Make a running redis-server require `password` (the setting is lost when it restarts)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(f"CONFIG SET requirepass {password}\r\n".encode())
+        assert sock.recv(16).startswith(b"+OK")
+
+
+async def test_outage_log_masks_password(origin, redis_server, make_edgecache, client, caplog) -> None:
+    require_password(redis_server.port, "s3cret")
+    node = await make_edgecache(origin.url, shared_settings(f"redis://:s3cret@127.0.0.1:{redis_server.port}/0"))
+    caplog.set_level("INFO", logger="edgecache.shared")
+
+    redis_server.stop()
+    await get(client, proxy_url(node, "/any/p"))
+    await wait_for_state(node, "down", client)
+    redis_server.start()
+    require_password(redis_server.port, "s3cret")
+    await wait_for_state(node, "up", client)
+
+    shown = f"redis://:********@127.0.0.1:{redis_server.port}/0"
+    lines = [(record.levelname, record.getMessage()) for record in caplog.records if record.name == "edgecache.shared"]
+    down = [message for _, message in lines if message.startswith("shared tier down: ")]
+    assert len(down) == 1
+    assert f" on {shown} failed: " in down[0]
+    failures = node.shared.tier.health.failures
+    plural = "command" if failures == 1 else "commands"
+    assert [line for line in lines if "up again" in line[1]] == [
+        ("INFO", f"shared tier up again on {shown} after {failures} failed {plural}")]
+    assert "s3cret" not in caplog.text
+
+
+@pytest.mark.parametrize(("failures", "message"), [
+    (1, "shared tier up again on redis://127.0.0.1:1/0 after 1 failed command"),
+    (3, "shared tier up again on redis://127.0.0.1:1/0 after 3 failed commands"),
+])
+def test_recovery_line_counts_outage(failures: int, message: str, caplog) -> None:
+    caplog.set_level("INFO", logger="edgecache.shared")
+    health = SharedHealth(retry_interval=0.0, url="redis://127.0.0.1:1/0", clock=lambda: 0.0)
+    for _ in range(failures):
+        health.failed("lookup", ConnectionError("refused"))
+    health.succeeded()
+    health.failed("lookup", ConnectionError("refused"))
+    health.succeeded()
+    ups = [(record.levelname, record.getMessage()) for record in caplog.records if "up again" in record.getMessage()]
+    assert ups == [("INFO", message), ("INFO", "shared tier up again on redis://127.0.0.1:1/0 after 1 failed command")]

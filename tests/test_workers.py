@@ -168,3 +168,35 @@ async def test_sighup_invalid_config_keeps_all(origin, client, tmp_path) -> None
         after = await wait_for_workers(client, instance.admin)
         assert after["workers"]["pids"] == health["workers"]["pids"]
         assert instance.output.count("reload: settings applied") == 0
+
+
+async def test_admin_logs_client_address(instance, origin, client) -> None:
+    await fill_both_workers(client, instance, origin, "/shoe/p")
+
+    async with client.post(instance.admin + "/purge", json={"paths": ["/shoe/p"], "tags": ["sku:A"]},
+                           headers={"Authorization": f"Bearer {TOKEN}", "X-Edgecache-Client": "203.0.113.9"}
+                           ) as response:
+        assert response.status == 200
+    async with client.post(instance.admin + "/stats/reset",
+                           headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        assert response.status == 200
+    await instance.output.wait_for("figures reset by", count=2)
+
+    purges = [line.split(" edgecache.admin ", 1)[1].rstrip("\n") for line in instance.output.lines
+              if " edgecache.admin purge from " in line]
+    assert sorted(purges) == [
+        'purge from 127.0.0.1 of 1 path ["/shoe/p"], 1 tag ["sku:A"] (hard): {"purged": 1, "soft": false}',
+    ] * 2
+    resets = [line.split(" edgecache.admin ", 1)[1].rstrip("\n") for line in instance.output.lines
+              if " edgecache.admin figures reset by" in line]
+    assert resets == ["figures reset by 127.0.0.1"] * 2
+
+
+async def test_supervisor_logs_stopped_last(instance) -> None:
+    instance.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(instance.process.wait(), 20) == 0
+    await instance.output.wait_closed()
+
+    lines = [line.rstrip("\n") for line in instance.output.lines]
+    assert lines[-1].endswith(" INFO edgecache.workers supervisor stopped: 2 workers exited")
+    assert sum(line.endswith(" INFO edgecache.server edgecache stopped") for line in lines) == 2

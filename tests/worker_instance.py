@@ -38,6 +38,10 @@ class Output:
     def count(self, text: str) -> int:
         return sum(text in line for line in self.lines)
 
+    async def wait_closed(self) -> None:
+        """Return once the process has closed its output and every line is read."""
+        await asyncio.wait_for(self._reader, START_LIMIT)
+
     async def wait_for(self, text: str, count: int = 1) -> None:
         """Return once `count` lines contain `text`; fail after START_LIMIT seconds."""
         async with asyncio.timeout(START_LIMIT):

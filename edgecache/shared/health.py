@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ..config import redacted_url
 from ..log import shared_logger
 
 # Seconds between two log lines about the same kind of repeated failure.
@@ -43,11 +44,15 @@ class RateLimitedLog:
 class SharedHealth:
     """The up or down state of the shared tier, with failure counts."""
 
-    def __init__(self, *, retry_interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, retry_interval: float, url: str = "", clock: Callable[[], float] = time.monotonic) -> None:
         self.retry_interval = retry_interval
+        # The Redis URL for log lines, with any password masked.
+        self.url = redacted_url(url) or "Redis"
         self.clock = clock
         self.up = True
+        # Failed commands since start, and since the tier last went down.
         self.failures = 0
+        self.failures_while_down = 0
         self._retry_at = 0.0
         self._log = RateLimitedLog(clock=clock)
 
@@ -64,15 +69,19 @@ class SharedHealth:
 
     def failed(self, operation: str, error: BaseException) -> None:
         self.failures += 1
+        self.failures_while_down += 1
         self._retry_at = self.clock() + self.retry_interval
         if self.up:
             self.up = False
-            shared_logger.warning("shared tier down: %s failed: %r; serving from memory and the origin, "
-                                  "retrying every %.1f s", operation, error, self.retry_interval)
+            shared_logger.warning("shared tier down: %s on %s failed: %r; serving from memory and the origin, "
+                                  "retrying every %.1f s", operation, self.url, error, self.retry_interval)
             return
-        self._log.warning("shared tier still down: %s failed: %r", operation, error)
+        self._log.warning("shared tier still down: %s on %s failed: %r", operation, self.url, error)
 
     def succeeded(self) -> None:
         if not self.up:
             self.up = True
-            shared_logger.warning("shared tier up again after %d failed commands", self.failures)
+            count = self.failures_while_down
+            shared_logger.info("shared tier up again on %s after %d failed %s", self.url, count,
+                               "command" if count == 1 else "commands")
+            self.failures_while_down = 0

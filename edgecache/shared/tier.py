@@ -84,7 +84,7 @@ class SharedTier:
         self.max_entry_bytes = settings.shared_max_entry_bytes
         # Identifies this process in published purges, so it skips its own.
         self.node = uuid.uuid4().hex
-        self.health = SharedHealth(retry_interval=settings.shared_retry_interval)
+        self.health = SharedHealth(retry_interval=settings.shared_retry_interval, url=settings.shared_url)
         self.client = _connect(settings.shared_url, timeout=settings.shared_timeout)
         # Pub/sub blocks on reads, so it gets a client of its own without a read timeout.
         self.subscriber_client = _connect(settings.shared_url, timeout=None,

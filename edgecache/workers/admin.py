@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from ..admin import json_error, json_response
+from ..admin import CLIENT_HEADER, json_error, json_response
 from ..log import admin_logger
 from ..metrics import build_registry, render
 from .figures import merge_stats, sum_figures
@@ -133,7 +133,7 @@ async def fan_out(request: web.Request) -> web.Response:
     if request.path.startswith("/internal/"):
         return json_error(404, f"{request.path} is not served by the supervisor")
     body = await request.read()
-    headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+    headers = forwarded_headers(request)
     if request.path == "/purge" and supervisor.settings.cache.shared_url:
         # One worker purges Redis and publishes the purge to the other nodes. Then the
         # others purge their memory only, after Redis can no longer return the purged entries.
@@ -163,7 +163,7 @@ async def inventory_events(request: web.Request) -> web.Response:
     if not slots:
         return json_error(503, "no worker is running; try again when /health shows the workers")
     body = await request.read()
-    headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+    headers = forwarded_headers(request)
     [(status, decided)] = await _call_each(slots[:1], "POST", DECIDE_PATH, body=body, headers=headers)
     if status != 200:
         return _passed_on(status, decided)
@@ -180,6 +180,13 @@ async def inventory_events(request: web.Request) -> web.Response:
         result["purged"] += adopted["purged"]
         result["deferred"] += adopted["deferred"]
     return json_response({**result, "workers": len(slots)})
+
+
+def forwarded_headers(request: web.Request) -> dict[str, str]:
+    """Return the headers a POST passes on to workers, with the client's address for their log lines."""
+    headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+    headers[CLIENT_HEADER] = request.remote or "an unknown address"
+    return headers
 
 
 def _passed_on(status: int, data: Any) -> web.Response:

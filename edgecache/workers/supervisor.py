@@ -171,3 +171,4 @@ async def run_supervisor(supervisor: Supervisor, *, duration: float | None = Non
         workers_logger.info("stopping %d workers", len(supervisor.slots))
         await supervisor.stop_workers()
         await runner.cleanup()
+        workers_logger.info("supervisor stopped: %d workers exited", len(supervisor.slots))
