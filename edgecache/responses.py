@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +22,9 @@ VIA = "1.1 edgecache"
 CACHE_NAME = "edgecache"
 # The RFC 9211 fwd value of an outcome when the caller names none.
 _FWD = {Outcome.STALE: "stale", Outcome.REVALIDATED: "stale", Outcome.MISS: "uri-miss", Outcome.ERROR: "uri-miss"}
+# Distinct whole-second ttl values whose plain HIT value is kept; a lifetime of a day
+# has 86,400, so hits near the same second of many entries share the memo.
+HIT_STATUS_MEMO = 4096
 
 
 def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | None = None,
@@ -32,6 +36,9 @@ def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | No
     it, the outcome's usual one is given. `reason` becomes the single detail.
     `collapsed` marks a request that waited for another request's origin fetch.
     """
+    if outcome is Outcome.HIT and ttl is not None and not (reason or fwd or fwd_status is not None
+                                                           or stored or collapsed):
+        return _hit_status(int(ttl))
     parts = [CACHE_NAME]
     if outcome is Outcome.HIT:
         parts.append("hit")
@@ -50,6 +57,12 @@ def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | No
     if reason:
         parts.append(f"detail={reason}")
     return "; ".join(parts)
+
+
+@lru_cache(maxsize=HIT_STATUS_MEMO)
+def _hit_status(ttl: int) -> str:
+    """Return the Cache-Status value of a plain hit; only its ttl changes from hit to hit."""
+    return f"{CACHE_NAME}; hit; ttl={ttl}"
 
 
 def decorate(headers: CIMultiDict[str], *, outcome: Outcome, status_value: str, age: int) -> None:
