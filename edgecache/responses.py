@@ -22,8 +22,8 @@ VIA = "1.1 edgecache"
 CACHE_NAME = "edgecache"
 # The RFC 9211 fwd value of an outcome when the caller names none.
 _FWD = {Outcome.STALE: "stale", Outcome.REVALIDATED: "stale", Outcome.MISS: "uri-miss", Outcome.ERROR: "uri-miss"}
-# Distinct whole-second ttl values whose plain HIT value is kept; a lifetime of a day
-# has 86,400, so hits near the same second of many entries share the memo.
+# Maximum whole-second ttl values whose plain HIT Cache-Status value is memoized.
+# Past it the least recently used value is built again, which is all a miss of the memo costs.
 HIT_STATUS_MEMO = 4096
 
 
@@ -61,7 +61,7 @@ def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | No
 
 @lru_cache(maxsize=HIT_STATUS_MEMO)
 def _hit_status(ttl: int) -> str:
-    """Return the Cache-Status value of a plain hit; only its ttl changes from hit to hit."""
+    """Return the Cache-Status value of a plain hit, which changes from hit to hit only in its ttl."""
     return f"{CACHE_NAME}; hit; ttl={ttl}"
 
 
