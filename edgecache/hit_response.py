@@ -84,6 +84,10 @@ class StoredHitResponse(web.StreamResponse):
     def content_length(self) -> int | None:
         return len(self._body_bytes)
 
+    @content_length.setter
+    def content_length(self, value: int | None) -> None:
+        raise RuntimeError("the Content-Length of a stored hit is the length of its stored body")
+
     @property
     def body_length(self) -> int:
         """Bytes sent, the status line and fields included (as web.Response counts them)."""
