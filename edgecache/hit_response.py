@@ -86,7 +86,7 @@ class StoredHitResponse(web.StreamResponse):
 
     @content_length.setter
     def content_length(self, value: int | None) -> None:
-        raise RuntimeError("the Content-Length of a stored hit is the length of its stored body")
+        raise RuntimeError("content_length cannot be set on a StoredHitResponse: it is the stored body's length")
 
     @property
     def body_length(self) -> int:
@@ -109,8 +109,9 @@ class StoredHitResponse(web.StreamResponse):
                          f"{self._dynamic_fields}{connection}\r\n".encode("utf-8")))
         data = head if request.method == "HEAD" else head + self._body_bytes
         writer = request.writer
-        # write_eof sends `data` in one transport write, waits while the transport is
-        # paused, and counts the bytes, so aiohttp's error handler sees that a response started.
+        # write_eof sends `data` in one transport write, waits while the transport is paused,
+        # and counts the bytes, so that on a later error aiohttp drops the connection instead
+        # of sending a second response.
         await writer.write_eof(data)
         self._bytes_sent = len(data)
         return writer
