@@ -50,6 +50,10 @@ class Entry:
     # Set when an inventory event made the page's availability wrong; never served stale then.
     forbid_stale: bool = False
     size: int = field(default=0)
+    # The fields of a 200 hit that stay the same from hit to hit, encoded on the first plain
+    # hit (see hit_response); b"" when the entry must be served through web.Response.
+    # NOTE: cache.max_bytes does not count these bytes, about the size of the stored fields.
+    hit_fields: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.size:
@@ -58,6 +62,10 @@ class Entry:
             key_bytes = KEY_COPIES * (len(self.key.site) + len(self.key.path) + len(self.key.cookie_part))
             object.__setattr__(self, "size",
                                len(self.body) + header_bytes + tag_bytes + key_bytes + ENTRY_OVERHEAD_BYTES)
+
+    def keep_hit_fields(self, encoded: bytes) -> None:
+        """Keep the encoded fields of a hit, which are as fixed as the stored fields they encode."""
+        object.__setattr__(self, "hit_fields", encoded)
 
     @property
     def store_key(self) -> str:

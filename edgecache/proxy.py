@@ -156,7 +156,7 @@ class Proxy:
     def _serve(self, request: web.BaseRequest, entry: Entry, now: float, outcome: Outcome,
                context: RequestContext, *, reason: str | None = None, fwd: str | None = None,
                fwd_status: int | None = None, stored: bool = False, collapsed: bool = False,
-               extra_headers: list[tuple[str, str]] | None = None) -> web.Response:
+               extra_headers: list[tuple[str, str]] | None = None) -> web.StreamResponse:
         age = int(entry.age(now))
         context.outcome, context.age = outcome, age
         if reason:
@@ -173,7 +173,7 @@ class Proxy:
                           extra_headers=extra_headers)
 
     async def _shared_hit(self, request: web.BaseRequest, key: CacheKey,
-                          context: RequestContext) -> web.Response | None:
+                          context: RequestContext) -> web.StreamResponse | None:
         """Serve a fresh entry from Redis, or return None when there is none or no shared tier.
 
         Used where a memory miss must not reach the origin through the miss path: a HEAD
@@ -253,7 +253,7 @@ class Proxy:
                 self.coalescer.release(flight, FlightResult(FlightStatus.UNSHAREABLE))
 
     def _serve_shared_stale(self, request: web.BaseRequest, lookup: Lookup, context: RequestContext,
-                            flight: Flight | None) -> web.Response:
+                            flight: Flight | None) -> web.StreamResponse:
         """Serve a shared entry within its stale-while-revalidate window and refresh it in the background.
 
         The flight is released first so that the refresh can take it. Released followers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 
 import aiohttp
 from aiohttp import web
@@ -11,6 +12,7 @@ from multidict import CIMultiDict
 from .conditional import is_not_modified, not_modified_headers, requested_range
 from .entry import Entry
 from .errors import OriginBusyError, OriginError
+from .hit_response import StoredHitResponse, encode_stored_fields, is_plain_connection
 from .log import origin_logger
 from .origin import READ_CHUNK_BYTES, response_headers
 from .outcomes import X_CACHE, Outcome, Reason
@@ -21,6 +23,9 @@ VIA = "1.1 edgecache"
 CACHE_NAME = "edgecache"
 # The RFC 9211 fwd value of an outcome when the caller names none.
 _FWD = {Outcome.STALE: "stale", Outcome.REVALIDATED: "stale", Outcome.MISS: "uri-miss", Outcome.ERROR: "uri-miss"}
+# Maximum whole-second ttl values whose plain HIT Cache-Status value is memoized.
+# Past it the least recently used value is built again, which is all a miss of the memo costs.
+HIT_STATUS_MEMO = 4096
 
 
 def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | None = None,
@@ -32,6 +37,9 @@ def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | No
     it, the outcome's usual one is given. `reason` becomes the single detail.
     `collapsed` marks a request that waited for another request's origin fetch.
     """
+    if outcome is Outcome.HIT and ttl is not None and not (reason or fwd or fwd_status is not None
+                                                           or stored or collapsed):
+        return _hit_status(int(ttl))
     parts = [CACHE_NAME]
     if outcome is Outcome.HIT:
         parts.append("hit")
@@ -52,6 +60,12 @@ def cache_status(outcome: Outcome, *, reason: str | None = None, ttl: float | No
     return "; ".join(parts)
 
 
+@lru_cache(maxsize=HIT_STATUS_MEMO)
+def _hit_status(ttl: int) -> str:
+    """Return the Cache-Status value of a plain hit, which changes from hit to hit only in its ttl."""
+    return f"{CACHE_NAME}; hit; ttl={ttl}"
+
+
 def decorate(headers: CIMultiDict[str], *, outcome: Outcome, status_value: str, age: int) -> None:
     """Add the headers every edgecache response carries."""
     headers["Age"] = str(age)
@@ -62,12 +76,13 @@ def decorate(headers: CIMultiDict[str], *, outcome: Outcome, status_value: str, 
 
 
 def from_entry(request: web.BaseRequest, entry: Entry, *, age: int, outcome: Outcome, status_value: str,
-               extra_headers: list[tuple[str, str]] | None = None) -> web.Response:
+               extra_headers: list[tuple[str, str]] | None = None) -> web.StreamResponse:
     """Build the response for a request served from a stored entry.
 
     Applies the client's conditions (304) and a single byte range on GET (206, or 416).
-    A plain request pays only for the membership tests. `extra_headers` are fields
-    that were not stored but belong to this client's response (see `unstored_fields`).
+    A plain request pays only for the membership tests, and a plain 200 is written by
+    StoredHitResponse. `extra_headers` are fields that were not stored but belong to
+    this client's response (see `unstored_fields`).
     """
     request_headers = request.headers
     if ("if-none-match" in request_headers or "if-modified-since" in request_headers) and is_not_modified(
@@ -77,12 +92,18 @@ def from_entry(request: web.BaseRequest, entry: Entry, *, age: int, outcome: Out
             headers.extend(extra_headers)
         decorate(headers, outcome=outcome, status_value=status_value, age=age)
         return web.Response(status=304, headers=headers)
+    ranged = "range" in request_headers and request.method == "GET"
+    if entry.status == 200 and not extra_headers and not ranged and is_plain_connection(request):
+        stored_fields = _hit_fields(entry)
+        if stored_fields:
+            dynamic_fields = f"Age: {age}\r\nX-Cache: {X_CACHE[outcome]}\r\nCache-Status: {status_value}\r\n"
+            return StoredHitResponse(stored_fields, dynamic_fields, entry.body)
     headers = CIMultiDict(entry.headers)
     if extra_headers:
         headers.extend(extra_headers)
     decorate(headers, outcome=outcome, status_value=status_value, age=age)
     body = entry.body
-    if "range" in request_headers and entry.status == 200 and request.method == "GET":
+    if ranged and entry.status == 200:
         byte_range = requested_range(request_headers, entry.headers, len(body))
         if byte_range is False:
             # Only the length (RFC 9110 section 15.5.17): the entry's Cache-Control must not
@@ -95,6 +116,15 @@ def from_entry(request: web.BaseRequest, entry: Entry, *, age: int, outcome: Out
             headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
             return web.Response(status=206, headers=headers, body=body[first:last + 1])
     return web.Response(status=entry.status, headers=headers, body=body)
+
+
+def _hit_fields(entry: Entry) -> bytes:
+    """Return the entry's encoded hit fields, encoding them on its first plain hit; b"" if it has none."""
+    encoded = entry.hit_fields
+    if encoded is None:
+        encoded = encode_stored_fields(entry.headers, len(entry.body), via=VIA) or b""
+        entry.keep_hit_fields(encoded)
+    return encoded
 
 
 def error_status(error: OriginError) -> int:
