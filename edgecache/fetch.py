@@ -246,7 +246,7 @@ class Fetcher:
         return Fetched(FetchKind.STORED, entry=built, unstored=unstored_fields(upstream.headers))
 
     def _drop_replaced(self, entry: Entry | None, status: int) -> str | None:
-        """Remove the replaced entry unless a server error answered; return its store key when removed."""
+        """Remove the replaced entry unless the origin returned a server error; return its store key when removed."""
         if entry is None or status in STALE_IF_ERROR_STATUSES:
             return None
         self.store.discard(entry.store_key)

@@ -153,9 +153,9 @@ def fail(context: RequestContext, status: int, reason: str, *,
     context.outcome, context.reason = Outcome.ERROR, reason
     status_value = cache_status(forwarded, reason=reason)
     message = _ORIGIN_FAILURE_MESSAGES.get(reason, "origin request failed")
-    # A forced miss stays X-Cache: BYPASS when it fails, as Cache-Status says fwd=bypass.
-    shown = Outcome.BYPASS if forwarded is Outcome.BYPASS else Outcome.ERROR
-    return error_response(status, message, outcome=shown, status_value=status_value)
+    # A failed forced miss keeps X-Cache: BYPASS, matching fwd=bypass in its Cache-Status.
+    x_cache_outcome = Outcome.BYPASS if forwarded is Outcome.BYPASS else Outcome.ERROR
+    return error_response(status, message, outcome=x_cache_outcome, status_value=status_value)
 
 
 def reject(context: RequestContext, status: int, reason: str, message: str) -> web.Response:
