@@ -20,6 +20,9 @@ from multidict import CIMultiDictProxy
 # Stored fields that aiohttp would replace or that frame the message: an entry with
 # one of them keeps the web.Response path, which handles them.
 _FRAMING_FIELDS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+# Fields that every edgecache response sets itself, replacing any value the origin sent,
+# as responses.decorate does on the web.Response path.
+_REPLACED_FIELDS = frozenset({"age", "x-cache", "cache-status"})
 _STATUS_LINES = {HttpVersion10: b"HTTP/1.0 200 OK\r\n", HttpVersion11: b"HTTP/1.1 200 OK\r\n"}
 
 
@@ -28,7 +31,8 @@ def encode_stored_fields(headers: CIMultiDictProxy[str], body_length: int, *, vi
 
     `via` is the Via value edgecache appends to the stored one. None means the entry
     must be served through web.Response: it has no Date (aiohttp would add the current
-    time), a framing field, or a CR or LF inside a name or value.
+    time), a framing field, a CR or LF inside a name or value, or bytes that are not
+    UTF-8 (aiohttp's client keeps them as surrogate escapes).
     """
     if "date" not in headers:
         return None
@@ -38,6 +42,8 @@ def encode_stored_fields(headers: CIMultiDictProxy[str], body_length: int, *, vi
         lowered = name.lower()
         if lowered in _FRAMING_FIELDS or "\r" in name or "\n" in name or "\r" in value or "\n" in value:
             return None
+        if lowered in _REPLACED_FIELDS:
+            continue
         if lowered == "via":
             stored_via = value if stored_via is None else f"{stored_via}, {value}"
             continue
@@ -48,7 +54,10 @@ def encode_stored_fields(headers: CIMultiDictProxy[str], body_length: int, *, vi
         lines.append(f"Server: {SERVER_SOFTWARE}\r\n")
     if "content-type" not in headers and body_length:
         lines.append("Content-Type: application/octet-stream\r\n")
-    return "".join(lines).encode("utf-8")
+    try:
+        return "".join(lines).encode("utf-8")
+    except UnicodeEncodeError:
+        return None
 
 
 def is_plain_connection(request: web.BaseRequest) -> bool:

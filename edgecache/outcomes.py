@@ -45,6 +45,8 @@ class Reason(StrEnum):
     ORIGIN_BUSY = "origin-busy"
     # Why edgecache rejected a client request.
     BAD_REQUEST = "bad-request"
+    # A bug in edgecache: the request got a 500 and the traceback went to the log.
+    INTERNAL_ERROR = "internal-error"
     RATE_LIMITED = "rate-limited"
 
 

@@ -83,6 +83,18 @@ class Proxy:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         context = RequestContext()
+        try:
+            response = await self._dispatch(request, context)
+        except Exception:
+            # A bug must not vanish into aiohttp's own 500: log it, count it, answer it.
+            # NOTE: a bug raised after a streamed response was prepared also lands here. That
+            # client gets a broken response, because its status line was already sent.
+            cache_logger.exception("unexpected error serving %s %s", request.method, request.raw_path)
+            response = reject(context, 500, Reason.INTERNAL_ERROR, "internal error")
+        self._account(request, response, context)
+        return response
+
+    async def _dispatch(self, request: web.BaseRequest, context: RequestContext) -> web.StreamResponse:
         request, rejection = self._admit(request, context)
         if rejection is not None:
             response: web.StreamResponse = rejection
@@ -98,7 +110,6 @@ class Proxy:
             response = await self.forwarder.forward(request, context, Outcome.BYPASS, Reason.PRECONDITION)
         else:
             response = await self._lookup(request, context)
-        self._account(request, response, context)
         return response
 
     def _admit(self, request: web.BaseRequest, context: RequestContext) -> tuple[web.BaseRequest, web.Response | None]:

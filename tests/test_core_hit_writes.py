@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from email.utils import formatdate
 
 import pytest
 from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict, CIMultiDictProxy
 
+import fault_origin as faults
 from edgecache.hit_response import encode_stored_fields
+from fault_origin import FaultOrigin
 from helpers import FakeClock, RawResponse, raw_request
 
 PAGE = b"<html>" + b"x" * 2000 + b"</html>"
@@ -161,6 +165,33 @@ async def test_hit_appends_origin_via(origin, make_edgecache) -> None:
     assert hit.headers.getall("Via") == ["1.1 upstream, 1.1 edgecache"]
 
 
+async def test_upstream_cache_fields_replaced(origin, make_edgecache) -> None:
+    origin.script("/shoe/p", headers={"Cache-Control": "max-age=60", "X-Cache": "HIT",
+                                      "Cache-Status": "upstreamcdn; hit"}, body=PAGE)
+    edgecache = await make_edgecache(origin.url, clock=FakeClock())
+    miss = await raw_request(edgecache.proxy_port, "/shoe/p")
+    hit = await raw_request(edgecache.proxy_port, "/shoe/p")
+
+    assert miss.headers.getall("X-Cache") == ["MISS"]
+    assert miss.headers.getall("Cache-Status") == ["edgecache; fwd=uri-miss; stored"]
+    assert hit.headers.getall("X-Cache") == ["HIT"]
+    assert hit.headers.getall("Cache-Status") == ["edgecache; hit; ttl=60"]
+    assert hit.body == PAGE
+
+
+async def test_hit_of_non_utf8_field(fault_origin: FaultOrigin, make_edgecache) -> None:
+    # "\xe9" goes out as the single byte 0xE9 (obs-text), which is not UTF-8.
+    fault_origin.faults["/shoe/p"] = faults.ok(PAGE, headers={"Date": formatdate(usegmt=True),
+                                                              "X-Name": "caf\xe9"})
+    edgecache = await make_edgecache(fault_origin.url)
+    miss = await raw_request(edgecache.proxy_port, "/shoe/p")
+    hit = await raw_request(edgecache.proxy_port, "/shoe/p")
+
+    assert (miss.status, miss.headers["X-Cache"], miss.body) == (200, "MISS", PAGE)
+    assert (hit.status, hit.headers["X-Cache"], hit.body) == (200, "HIT", PAGE)
+    assert fault_origin.count("/shoe/p") == 1
+
+
 async def test_hit_range_still_partial(stored_page) -> None:
     partial = await raw_request(stored_page.proxy_port, "/shoe/p", headers={"Range": "bytes=0-5"})
 
@@ -179,6 +210,10 @@ async def test_hit_range_still_partial(stored_page) -> None:
     ({"Server": "origin"}, None),
     ({"Date": "Fri, 04 Dec 2026 20:00:00 GMT", "Connection": "close"}, None),
     ({"Date": "Fri, 04 Dec 2026 20:00:00 GMT", "X-Bad": "a\r\nSet-Cookie: b"}, None),
+    ({"Date": "Fri, 04 Dec 2026 20:00:00 GMT", "X-Name": "caf\udce9"}, None),
+    ({"Date": "Fri, 04 Dec 2026 20:00:00 GMT", "X-Cache": "HIT", "Cache-Status": "cdn; hit", "Age": "5"},
+     b"Date: Fri, 04 Dec 2026 20:00:00 GMT\r\nContent-Length: 3\r\nVia: 1.1 edgecache\r\n"
+     b"Server: " + SERVER_SOFTWARE.encode() + b"\r\nContent-Type: application/octet-stream\r\n"),
 ])
 def test_encode_stored_fields_table(fields: dict[str, str], expected: bytes | None) -> None:
     headers = CIMultiDictProxy(CIMultiDict(fields))
