@@ -159,7 +159,7 @@ def parse_workers(value: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import Edgecache, serve_forever, split_host_port
+    from .server import Edgecache, serve_forever
 
     loader = settings_loader(args)
     settings = loader()
@@ -169,9 +169,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     from .workers.supervisor import Supervisor, run_supervisor
 
-    if split_host_port(settings.server.listen)[1] == 0:
-        raise ConfigError(f"server.listen: invalid value {settings.server.listen!r} with --workers; "
-                          "expected a fixed port, because workers share it")
     run_async(run_supervisor(Supervisor(settings, workers=args.workers, load_settings=loader),
                              duration=args.duration))
     return 0

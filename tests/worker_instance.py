@@ -1,9 +1,14 @@
-"""`edgecache serve --workers 2` as a subprocess on free loopback ports, with its log lines."""
+"""`edgecache serve --workers 2` as a subprocess on free loopback ports, with its log lines.
+
+The supervisor binds both ports itself (port 0) and logs them, so no other server can
+take a port between the test choosing it and the supervisor binding it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import time
@@ -13,13 +18,13 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from redis_process import free_port
-
 TOKEN = "secret"
 # Seconds two spawned workers get to import edgecache and listen.
 START_LIMIT = 20.0
 # Inventory events purge without refetching, so the figures show what they removed.
 NO_REFRESH = {"EDGECACHE_INVENTORY_REFRESH_ON_EVENT": "false", "EDGECACHE_INVENTORY_STORM_INTERVAL": "0"}
+# The supervisor's start line, which names the ports it bound.
+STARTED = re.compile(r"supervisor of 2 workers: proxy 127\.0\.0\.1:(\d+), admin 127\.0\.0\.1:(\d+)$")
 
 
 class Output:
@@ -31,8 +36,11 @@ class Output:
         self._reader = asyncio.create_task(self._read(stream))
 
     async def _read(self, stream: asyncio.StreamReader) -> None:
-        async for line in stream:
-            self.lines.append(line.decode(errors="replace"))
+        try:
+            async for line in stream:
+                self.lines.append(line.decode(errors="replace"))
+                self._arrived.set()
+        finally:
             self._arrived.set()
 
     def count(self, text: str) -> int:
@@ -46,6 +54,23 @@ class Output:
         """Return once `count` lines contain `text`; fail after START_LIMIT seconds."""
         async with asyncio.timeout(START_LIMIT):
             while self.count(text) < count:
+                if self._reader.done():
+                    raise AssertionError(f"output closed before {count} lines containing {text!r}:\n"
+                                         + "".join(self.lines))
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    async def wait_for_match(self, pattern: re.Pattern[str]) -> re.Match[str]:
+        """Return the match of the first line that `pattern` finds; fail after START_LIMIT seconds."""
+        async with asyncio.timeout(START_LIMIT):
+            while True:
+                for line in self.lines:
+                    match = pattern.search(line.rstrip("\n"))
+                    if match is not None:
+                        return match
+                if self._reader.done():
+                    raise AssertionError(f"output closed without a line matching {pattern.pattern!r}:\n"
+                                         + "".join(self.lines))
                 self._arrived.clear()
                 await self._arrived.wait()
 
@@ -78,16 +103,22 @@ async def wait_for_workers(client: aiohttp.ClientSession, admin: str, *, pids_no
 async def running(origin, client: aiohttp.ClientSession, *, args: tuple[str, ...] = (),
                   env: dict[str, str] | None = None) -> AsyncIterator[Instance]:
     """Run `edgecache serve --workers 2` in front of `origin` until the block ends."""
-    proxy_port, admin_port = free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edgecache", "serve", "--workers", "2", "--origin", origin.url,
-        "--listen", f"127.0.0.1:{proxy_port}", "--admin-listen", f"127.0.0.1:{admin_port}", "--duration", "60",
+        "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--duration", "60",
         *args, env={**os.environ, "EDGECACHE_SERVER_ACCESS_LOG": "false", **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     assert process.stdout is not None
-    started = Instance(process, f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{admin_port}",
-                       Output(process.stdout))
+    output = Output(process.stdout)
+    try:
+        ports = await output.wait_for_match(STARTED)
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        raise
+    started = Instance(process, f"http://127.0.0.1:{ports[1]}", f"http://127.0.0.1:{ports[2]}", output)
     try:
         await wait_for_workers(client, started.admin)
         yield started

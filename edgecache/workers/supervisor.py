@@ -12,9 +12,11 @@ before it responds (see workers/admin.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +27,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import ConfigError, ListenError
 from ..reload import keep_restart_only
 from ..log import workers_logger
 from ..server import split_host_port
@@ -143,9 +145,60 @@ class Supervisor:
         self._directory.cleanup()
 
 
+def reserve_proxy_port(supervisor: Supervisor) -> socket.socket:
+    """Bind server.listen with SO_REUSEPORT, without listening, and give its port to later workers.
+
+    The bound socket keeps other programs off the port while no worker has it bound, and a
+    port of 0 becomes one free port that every worker shares. The kernel spreads
+    connections over listening sockets only, so this one never receives any.
+    """
+    listen = supervisor.settings.server.listen
+    host, port = split_host_port(listen)
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                                flags=socket.AI_PASSIVE)[0]
+        reserved = socket.socket(family, kind, protocol)
+    except OSError as exc:
+        raise ListenError(f"server.listen: cannot listen on {listen} ({exc.strerror or exc}); "
+                          "choose another address") from exc
+    try:
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        reserved.bind(address)
+    except OSError as exc:
+        reserved.close()
+        raise ListenError(f"server.listen: cannot listen on {listen} ({exc.strerror or exc}); "
+                          "stop the process that uses it or choose another address") from exc
+    # NOTE: a host name that resolves to several addresses (localhost) reserves the port on
+    # the first one only, so with port 0 a worker may fail to bind it on the others. With
+    # port 0, every SIGHUP also logs that server.listen changed, and the bound port is kept.
+    bound = f"{listen.rpartition(':')[0]}:{reserved.getsockname()[1]}"
+    server = dataclasses.replace(supervisor.settings.server, listen=bound)
+    supervisor.settings = dataclasses.replace(supervisor.settings, server=server)
+    return reserved
+
+
 async def run_supervisor(supervisor: Supervisor, *, duration: float | None = None) -> None:
-    """Start the workers and the admin listener; run until SIGTERM or SIGINT (or `duration` seconds)."""
+    """Start the admin listener and the workers; run until SIGTERM or SIGINT (or `duration` seconds).
+
+    Both ports are bound before the first worker starts, so a port in use ends the
+    start with a ListenError and leaves no worker behind.
+    """
     from .admin import create_supervisor_app
+
+    reserved = reserve_proxy_port(supervisor)
+    runner = web.AppRunner(create_supervisor_app(supervisor), handle_signals=False, access_log=None)
+    await runner.setup()
+    admin_listen = supervisor.settings.server.admin_listen
+    host, port = split_host_port(admin_listen)
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except OSError as exc:
+        reserved.close()
+        await runner.cleanup()
+        raise ListenError(f"server.admin_listen: cannot listen on {admin_listen} ({exc.strerror or exc}); "
+                          "stop the process that uses it or choose another address") from exc
+    supervisor.admin_port = next(int(address[1]) for address in runner.addresses if isinstance(address, tuple))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -154,13 +207,8 @@ async def run_supervisor(supervisor: Supervisor, *, duration: float | None = Non
     loop.add_signal_handler(signal.SIGHUP, supervisor.reload)
     for slot in supervisor.slots:
         supervisor.start_worker(slot)
-    runner = web.AppRunner(create_supervisor_app(supervisor), handle_signals=False, access_log=None)
-    await runner.setup()
-    host, port = split_host_port(supervisor.settings.server.admin_listen)
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
-    supervisor.admin_port = next(int(address[1]) for address in runner.addresses if isinstance(address, tuple))
-    workers_logger.info("supervisor of %d workers: proxy %s, admin %s", len(supervisor.slots),
-                        supervisor.settings.server.listen, supervisor.settings.server.admin_listen)
+    workers_logger.info("supervisor of %d workers: proxy %s, admin %s:%d", len(supervisor.slots),
+                        supervisor.settings.server.listen, admin_listen.rpartition(":")[0], supervisor.admin_port)
     watcher = asyncio.create_task(supervisor.watch())
     try:
         await asyncio.wait_for(stop.wait(), duration)
@@ -171,4 +219,5 @@ async def run_supervisor(supervisor: Supervisor, *, duration: float | None = Non
         workers_logger.info("stopping %d workers", len(supervisor.slots))
         await supervisor.stop_workers()
         await runner.cleanup()
+        reserved.close()
         workers_logger.info("supervisor stopped: %d workers exited", len(supervisor.slots))
