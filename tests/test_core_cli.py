@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -15,9 +16,13 @@ import pytest
 
 from edgecache.cli import build_parser
 
-from helpers import free_port
-
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "edgecache.toml"
+# The start line of `edgecache serve`, which names the ports it bound.
+LISTENING = re.compile(r"edgecache listening on 127\.0\.0\.1:(\d+) \(admin 127\.0\.0\.1:(\d+)\)")
+# Seconds `serve --duration` runs: long enough for two requests on a loaded machine.
+SERVE_DURATION = 5
+# Seconds a subprocess gets to start or to exit; it only guards against a hang.
+PROCESS_WAIT = 30
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -98,19 +103,19 @@ async def test_serve_invalid_flag_exits_2() -> None:
 
 
 async def test_serve_subprocess_answers(origin, client: aiohttp.ClientSession) -> None:
-    port, admin_port = free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edgecache", "serve", "--origin", origin.url,
-        "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}", "--duration", "2",
-        env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--duration", str(SERVE_DURATION),
+        env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
+        port, admin_port = await read_bound_ports(process)
         health = await wait_for_health(client, f"http://127.0.0.1:{admin_port}/health")
         statuses = []
         for _ in range(2):
             async with client.get(f"http://127.0.0.1:{port}/shoe/p") as response:
                 await response.read()
                 statuses.append((response.status, response.headers["X-Cache"]))
-        returncode = await asyncio.wait_for(process.wait(), 10)
+        returncode = await asyncio.wait_for(process.wait(), SERVE_DURATION + PROCESS_WAIT)
     finally:
         if process.returncode is None:
             process.kill()
@@ -122,8 +127,22 @@ async def test_serve_subprocess_answers(origin, client: aiohttp.ClientSession) -
     assert returncode == 0
 
 
+async def read_bound_ports(process: asyncio.subprocess.Process) -> tuple[int, int]:
+    """Read the output of `edgecache serve` up to its start line; return the proxy and admin ports."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(PROCESS_WAIT):
+        while True:
+            line = (await process.stdout.readline()).decode()
+            assert line, f"edgecache exited before its start line: {lines!r}"
+            lines.append(line)
+            match = LISTENING.search(line)
+            if match is not None:
+                return int(match[1]), int(match[2])
+
+
 async def wait_for_health(client: aiohttp.ClientSession, url: str) -> dict:
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(PROCESS_WAIT):
         while True:
             try:
                 async with client.get(url) as response:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +22,11 @@ from edgecache.key import CacheKey
 from edgecache.reload import reload_settings
 from fault_origin import FaultOrigin
 from hardening_checks import assert_healthy, fetch
+
+# The start line of `edgecache serve`, which names the ports it bound.
+LISTENING = re.compile(r"edgecache listening on 127\.0\.0\.1:(\d+) \(admin 127\.0\.0\.1:(\d+)\)")
+# Seconds a subprocess gets to log an expected line; it only guards against a hang.
+OUTPUT_TIMEOUT = 30.0
 
 
 def settings_for(cache: Any, raw: dict[str, Any]) -> Any:
@@ -86,30 +91,23 @@ async def test_reload_keeps_listen(fault_origin: FaultOrigin, make_edgecache: An
     await assert_healthy(cache, client)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def start_process(tmp_path: Path, origin_url: str, *,
                         shutdown_timeout: float = 5.0) -> tuple[subprocess.Popen[bytes], int, int]:
-    proxy_port, admin_port = free_port(), free_port()
+    """Start `edgecache serve` on port 0 and return it with the ports from its start line."""
     config = tmp_path / "edgecache.toml"
-    config.write_text(f'[server]\nlisten = "127.0.0.1:{proxy_port}"\nadmin_listen = "127.0.0.1:{admin_port}"\n'
+    config.write_text(f'[server]\nlisten = "127.0.0.1:0"\nadmin_listen = "127.0.0.1:0"\n'
                       f'shutdown_timeout = {shutdown_timeout}\n[origin]\nurl = "{origin_url}"\n')
     process = subprocess.Popen([sys.executable, "-m", "edgecache", "serve", "--config", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    async with aiohttp.ClientSession() as session:
-        for _ in range(100):
-            try:
-                async with session.get(f"http://127.0.0.1:{admin_port}/health") as response:
-                    if response.status == 200:
-                        return process, proxy_port, admin_port
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"edgecache did not start: {process.communicate()[0]!r}")
+    try:
+        lines = await wait_for_output(process, "edgecache listening on")
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    match = LISTENING.search(lines[-1])
+    assert match is not None, f"unexpected start line: {lines[-1]!r}"
+    return process, int(match[1]), int(match[2])
 
 
 async def wait_exit(process: subprocess.Popen[bytes]) -> int:
@@ -241,7 +239,7 @@ async def wait_for_output(process: subprocess.Popen[bytes], text: str) -> list[s
     """Read the process's output line by line until a line contains `text`; return the lines read."""
     assert process.stdout is not None
     lines: list[str] = []
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(OUTPUT_TIMEOUT):
         while not lines or text not in lines[-1]:
             line = await asyncio.to_thread(process.stdout.readline)
             assert line, f"edgecache exited before logging {text!r}: {lines!r}"
