@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,19 @@ from fault_origin import FaultOrigin
 from origin_double import RecordingOrigin
 
 EdgecacheFactory = Callable[..., Awaitable[Edgecache]]
+
+
+@pytest.fixture(autouse=True)
+def restore_edgecache_log_level() -> Iterator[None]:
+    """Undo the level that a settings reload sets on the edgecache logger, for the next test.
+
+    Without it, a reload in one test leaves edgecache.access at INFO, and a later test
+    that counts access records also counts lines logged before its caplog.at_level block.
+    """
+    logger = logging.getLogger("edgecache")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture
