@@ -20,14 +20,33 @@ from edgecache.server import Edgecache
 
 from conftest import EdgecacheFactory
 
-# Seconds redis-server gets to accept connections after it starts.
-START_TIMEOUT = 5.0
+# Seconds redis-server gets to accept connections after it starts; it only guards against a hang.
+START_TIMEOUT = 20.0
+# Ports tried in turn when another program takes the chosen one before redis-server binds it.
+START_ATTEMPTS = 3
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class PortTakenError(RuntimeError):
+    """Another program listens on the port that redis-server was to bind."""
+
+
+def server_pid(port: int) -> int:
+    """Return the process id that the Redis server on `port` reports in INFO server."""
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        sock.sendall(b"INFO server\r\n")
+        data = b""
+        while b"process_id:" not in data or not data.split(b"process_id:", 1)[1].count(b"\r\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionResetError(f"port {port} closed the connection before sending INFO server")
+            data += chunk
+    return int(data.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0])
 
 
 class RedisProcess:
@@ -42,7 +61,19 @@ class RedisProcess:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def start_on_free_port(self) -> None:
+        """Start redis-server, choosing another free port when another program takes the chosen one."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self.start()
+                return
+            except PortTakenError:
+                if attempt == START_ATTEMPTS:
+                    raise
+                self.port = free_port()
+
     def start(self) -> None:
+        """Start redis-server on self.port and wait until it, and not another server, responds there."""
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.directory)],
@@ -50,13 +81,20 @@ class RedisProcess:
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code, self.process = self.process.returncode, None
+                raise PortTakenError(f"redis-server exited with code {code} while starting on port {self.port}, "
+                                     "most likely because another program listens there")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
+                pid = server_pid(self.port)
+            except (OSError, ValueError):
                 time.sleep(0.01)
+                continue
+            if pid != self.process.pid:
+                self.stop()
+                raise PortTakenError(f"another Redis server (pid {pid}) listens on port {self.port}")
+            return
+        self.stop()
         raise RuntimeError(f"redis-server did not start on port {self.port} within {START_TIMEOUT} s")
 
     def stop(self) -> None:
@@ -71,7 +109,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (Debian package redis-server); .ci/run installs it")
     server = RedisProcess(tmp_path)
-    server.start()
+    server.start_on_free_port()
     yield server
     server.stop()
 

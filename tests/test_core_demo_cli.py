@@ -8,11 +8,12 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
 
+from edgecache.cli import EXIT_START_FAILED
 from edgecache.demo.pages import SCHEMA_AVAILABILITY
 from helpers import free_port
 
@@ -21,12 +22,46 @@ from test_core_cli import clean_env, run_cli
 PAGE = "/summit-duffel-1/p"
 # Seconds a demo process gets to start, print its last line, or exit after SIGTERM.
 PROCESS_WAIT = 20.0
+# Sets of free ports tried in turn when another program takes one before the demo binds it.
+START_ATTEMPTS = 3
 JSON_LD = re.compile(r'<script type="application/ld\+json">(.*?)</script>', re.S)
 
 
 @asynccontextmanager
 async def running(*args: str, last_line: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[str]]]:
     """Start `python -m edgecache ARGS`, read stdout up to `last_line`, stop it with SIGTERM at the end."""
+    process, lines = await start(*args, last_line=last_line)
+    assert process.returncode is None, f"process exited early: {lines!r}"
+    try:
+        yield process, lines
+    finally:
+        await stop(process)
+
+
+@asynccontextmanager
+async def running_on_free_ports(make_args: Callable[[list[int]], tuple[str, ...]], ports: int,
+                                last_line: Callable[[list[int]], str]
+                                ) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[str], list[int]]]:
+    """Like running(), with `ports` fixed ports from free_port() in the arguments.
+
+    Another program can take a port between free_port() and the bind. The process then
+    exits with a start-up failure before its last line, so the start is retried on new ports.
+    """
+    for attempt in range(1, START_ATTEMPTS + 1):
+        chosen = [free_port() for _ in range(ports)]
+        process, lines = await start(*make_args(chosen), last_line=last_line(chosen))
+        if process.returncode is None:
+            break
+        assert process.returncode == EXIT_START_FAILED, f"process exited early with code {process.returncode}: {lines!r}"
+        assert attempt < START_ATTEMPTS, f"ports in use on all {START_ATTEMPTS} attempts: {lines!r}"
+    try:
+        yield process, lines, chosen
+    finally:
+        await stop(process)
+
+
+async def start(*args: str, last_line: str) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """Start `python -m edgecache ARGS` and read stdout up to `last_line` or until the process exits."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edgecache", *args, env=clean_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -36,13 +71,20 @@ async def running(*args: str, last_line: str) -> AsyncIterator[tuple[asyncio.sub
         async with asyncio.timeout(PROCESS_WAIT):
             while not lines or lines[-1] != last_line:
                 line = await process.stdout.readline()
-                assert line, f"process exited early: {lines!r}"
+                if not line:
+                    await process.wait()
+                    break
                 lines.append(line.decode().rstrip("\n"))
-        yield process, lines
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), PROCESS_WAIT)
+    except BaseException:
+        await stop(process)
+        raise
+    return process, lines
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(process.wait(), PROCESS_WAIT)
 
 
 def product_json_ld(html: str) -> dict:
@@ -52,10 +94,12 @@ def product_json_ld(html: str) -> dict:
 
 
 async def test_demo_shows_miss_then_hit() -> None:
-    proxy, admin, origin = free_port(), free_port(), free_port()
-    args = ("demo", "--listen", f"127.0.0.1:{proxy}", "--admin-listen", f"127.0.0.1:{admin}",
-            "--origin-listen", f"127.0.0.1:{origin}")
-    async with running(*args, last_line="press Ctrl-C to stop") as (process, lines):
+    def demo_args(ports: list[int]) -> tuple[str, ...]:
+        return ("demo", "--listen", f"127.0.0.1:{ports[0]}", "--admin-listen", f"127.0.0.1:{ports[1]}",
+                "--origin-listen", f"127.0.0.1:{ports[2]}")
+
+    async with running_on_free_ports(demo_args, 3, lambda _: "press Ctrl-C to stop") as (process, lines, ports):
+        proxy, admin, origin = ports
         assert lines[:4] == [
             f"demo storefront (origin): http://127.0.0.1:{origin}/",
             f"edgecache (shoppers):     http://127.0.0.1:{proxy}/",
@@ -84,9 +128,13 @@ async def test_demo_shows_miss_then_hit() -> None:
 
 
 async def test_demo_origin_serves_storefront() -> None:
-    port = free_port()
-    args = ("demo-origin", "--listen", f"127.0.0.1:{port}", "--change-interval", "0")
-    async with running(*args, last_line=f"demo storefront on http://127.0.0.1:{port}/") as (process, _):
+    def origin_args(ports: list[int]) -> tuple[str, ...]:
+        return ("demo-origin", "--listen", f"127.0.0.1:{ports[0]}", "--change-interval", "0")
+
+    def origin_line(ports: list[int]) -> str:
+        return f"demo storefront on http://127.0.0.1:{ports[0]}/"
+
+    async with running_on_free_ports(origin_args, 1, origin_line) as (process, _, (port,)):
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}{PAGE}") as response:
                 assert response.status == 200

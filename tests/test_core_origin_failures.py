@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
 from conftest import proxy_url
-from helpers import FakeClock, free_port, raw_request
+from helpers import FakeClock, raw_request
+
+
+@pytest.fixture
+def unreachable_origin() -> Iterator[str]:
+    """The URL of a loopback port that refuses connections.
+
+    The port stays bound without listening until the test ends, so no other server
+    can take it while the test expects refused connections.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -31,8 +44,8 @@ async def truncating_origin() -> AsyncIterator[str]:
     await server.wait_closed()
 
 
-async def test_origin_down_502(make_edgecache, caplog) -> None:
-    edgecache = await make_edgecache(f"http://127.0.0.1:{free_port()}")
+async def test_origin_down_502(unreachable_origin, make_edgecache, caplog) -> None:
+    edgecache = await make_edgecache(unreachable_origin)
     with caplog.at_level(logging.WARNING, logger="edgecache.origin"):
         response = await raw_request(edgecache.proxy_port, "/shoe/p")
 
@@ -44,8 +57,8 @@ async def test_origin_down_502(make_edgecache, caplog) -> None:
     assert len([r for r in caplog.records if r.name == "edgecache.origin"]) == 1
 
 
-async def test_origin_down_bypass_502(make_edgecache) -> None:
-    edgecache = await make_edgecache(f"http://127.0.0.1:{free_port()}")
+async def test_origin_down_bypass_502(unreachable_origin, make_edgecache) -> None:
+    edgecache = await make_edgecache(unreachable_origin)
     response = await raw_request(edgecache.proxy_port, "/shoe/p?x=1")
 
     assert response.status == 502
@@ -153,8 +166,8 @@ async def test_stale_if_error_setting(origin, make_edgecache) -> None:
     assert response.status == 503
 
 
-async def test_repeated_failures_log_once(make_edgecache, caplog) -> None:
-    edgecache = await make_edgecache(f"http://127.0.0.1:{free_port()}")
+async def test_repeated_failures_log_once(unreachable_origin, make_edgecache, caplog) -> None:
+    edgecache = await make_edgecache(unreachable_origin)
     with caplog.at_level(logging.WARNING, logger="edgecache.origin"):
         for _ in range(5):
             response = await raw_request(edgecache.proxy_port, "/shoe/p")

@@ -17,6 +17,9 @@ from redis_process import redis_server, shared_settings, two_nodes  # noqa: F401
 
 # Seconds a node gets to find Redis again after it restarts (retry interval 0.05 s in tests).
 RECOVERY_LIMIT = 3.0
+# Milliseconds Redis pauses its clients: a request that waited for Redis would take this
+# long, and one that timed out after shared_timeout (0.05 s) takes under half of it.
+PAUSE_MS = 3000
 
 
 async def get(client, url: str) -> tuple[int, str]:
@@ -90,11 +93,11 @@ async def test_resubscribe_drops_memory(origin, two_nodes, redis_server, client)
 async def test_slow_redis_times_out(origin, redis_server, make_edgecache, client) -> None:
     node = await make_edgecache(origin.url, shared_settings(redis_server.url, shared_timeout=0.05,
                                                             shared_retry_interval=5.0))
-    await node.shared.tier.client.execute_command("CLIENT", "PAUSE", "500", "ALL")
+    await node.shared.tier.client.execute_command("CLIENT", "PAUSE", str(PAUSE_MS), "ALL")
 
     started = time.monotonic()
     assert await get(client, proxy_url(node, "/shoe/p")) == (200, "MISS")
-    assert time.monotonic() - started < 0.4
+    assert time.monotonic() - started < PAUSE_MS / 1000 / 2
     assert node.shared.tier.health.up is False
 
 
