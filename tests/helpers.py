@@ -41,6 +41,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Seconds a wait for a state gets when it only guards against a hang, generous for a loaded machine.
+HANG_LIMIT = 30.0
+
+
 async def wait_until(condition: Callable[[], bool], *, timeout: float = 5.0) -> None:
     """Yield to the loop until `condition()` holds; fail after `timeout` seconds."""
     async with asyncio.timeout(timeout):

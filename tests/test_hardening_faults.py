@@ -13,6 +13,7 @@ from conftest import proxy_url
 from edgecache.entry import TAG_OVERHEAD_BYTES
 from fault_origin import FaultOrigin
 from hardening_checks import FakeClock, assert_healthy, fetch
+from helpers import HANG_LIMIT, wait_until
 
 FAST = {"origin": {"connect_timeout": 0.2, "read_timeout": 0.2}}
 
@@ -201,8 +202,7 @@ async def test_fault_releases_followers(fault: faults.Fault, status: int, fault_
     fault_origin.faults["/shoe/p"] = faults.gated(gate, fault, arrived=arrived)
     requests = [asyncio.create_task(fetch(client, proxy_url(cache, "/shoe/p"))) for _ in range(3)]
     await arrived.wait()
-    while cache.stats.coalesced < 2:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: cache.stats.coalesced >= 2, timeout=HANG_LIMIT)
     gate.set()
     results = await asyncio.gather(*requests)
     assert [code for code, _, _ in results] == [status] * 3

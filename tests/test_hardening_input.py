@@ -13,6 +13,7 @@ from conftest import proxy_url
 from edgecache.target import framing_problem, target_problem
 from fault_origin import FaultOrigin
 from hardening_checks import assert_healthy, fetch
+from helpers import HANG_LIMIT, wait_until
 
 LIMITS = {"server": {"max_line_size": 200, "max_field_size": 200, "header_timeout": 0.2, "idle_timeout": 0.3}}
 
@@ -28,7 +29,7 @@ async def send_raw(cache: Any, data: bytes) -> bytes:
     writer.write(data)
     await writer.drain()
     try:
-        return await asyncio.wait_for(reader.read(65536), 2.0)
+        return await asyncio.wait_for(reader.read(65536), HANG_LIMIT)
     finally:
         writer.close()
 
@@ -167,7 +168,7 @@ async def test_slow_headers_closed(fault_origin: FaultOrigin, cache: Any, client
         writer.write(b"GET /shoe/p HTTP/1.1\r\nHost: a\r\n")
     await assert_healthy(cache, client)
     for reader, writer in connections:
-        assert await asyncio.wait_for(reader.read(), 2.0) == b""
+        assert await asyncio.wait_for(reader.read(), HANG_LIMIT) == b""
         writer.close()
     assert fault_origin.count("/shoe/p") == 0
 
@@ -178,7 +179,7 @@ async def test_idle_connection_closed(cache: Any) -> None:
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     await reader.readexactly(len(b"page /shoe/p"))
-    assert await asyncio.wait_for(reader.read(), 2.0) == b""
+    assert await asyncio.wait_for(reader.read(), HANG_LIMIT) == b""
     writer.close()
 
 
@@ -193,10 +194,7 @@ async def test_disconnect_while_filling(fault_origin: FaultOrigin, cache: Any, c
     await arrived.wait()
     writer.close()
     gate.set()
-    for _ in range(100):
-        if len(cache.store):
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: len(cache.store) > 0, timeout=HANG_LIMIT)
     status, received, headers = await fetch(client, proxy_url(cache, "/shoe/p"))
     assert (status, headers["X-Cache"], received) == (200, "HIT", body)
     await assert_healthy(cache, client)
@@ -212,10 +210,7 @@ async def test_disconnect_mid_stream(fault_origin: FaultOrigin, make_edgecache: 
     writer.write(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
     writer.transport.abort()
-    for _ in range(200):
-        if cache.origin.in_use == 0:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: cache.origin.in_use == 0, timeout=HANG_LIMIT)
     assert len(cache.store) == 0
     await assert_healthy(cache, client)
 

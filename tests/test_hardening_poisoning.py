@@ -11,7 +11,7 @@ import fault_origin as faults
 from conftest import admin_url, proxy_url
 from fault_origin import FaultOrigin, FaultRequest
 from hardening_checks import assert_healthy, bypass_followers, fetch
-from helpers import wait_until
+from helpers import HANG_LIMIT, wait_until
 
 POISON = {
     "X-Forwarded-Host": "evil.example", "X-Host": "evil.example", "X-Forwarded-Server": "evil.example",
@@ -59,8 +59,7 @@ async def test_set_cookie_never_shared(fault_origin: FaultOrigin, edgecache_on_f
     fault_origin.faults["/cart/p"] = faults.gated(gate, cookie_per_request(), arrived=arrived)
     requests = [asyncio.create_task(fetch(client, proxy_url(edgecache_on_faults, "/cart/p"))) for _ in range(3)]
     await arrived.wait()
-    while edgecache_on_faults.stats.coalesced < 2:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: edgecache_on_faults.stats.coalesced >= 2, timeout=HANG_LIMIT)
     gate.set()
     results = await asyncio.gather(*requests)
     assert sorted(headers["Set-Cookie"] for _, _, headers in results) == ["session=1", "session=2", "session=3"]
@@ -75,8 +74,7 @@ async def test_private_never_shared(fault_origin: FaultOrigin, edgecache_on_faul
         gate, faults.ok(b"your account", headers={"Cache-Control": "private, max-age=60"}), arrived=arrived)
     requests = [asyncio.create_task(fetch(client, proxy_url(edgecache_on_faults, "/account/p"))) for _ in range(3)]
     await arrived.wait()
-    while edgecache_on_faults.stats.coalesced < 2:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: edgecache_on_faults.stats.coalesced >= 2, timeout=HANG_LIMIT)
     gate.set()
     results = await asyncio.gather(*requests)
     assert [headers["Cache-Status"] for _, _, headers in results] == [
