@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import multiprocessing
 import os
 import signal
@@ -170,12 +171,26 @@ def reserve_proxy_port(supervisor: Supervisor) -> socket.socket:
         raise ListenError(f"server.listen: cannot listen on {listen} ({exc.strerror or exc}); "
                           "stop the process that uses it or choose another address") from exc
     # NOTE: a host name that resolves to several addresses (localhost) reserves the port on
-    # the first one only, so with port 0 a worker may fail to bind it on the others. With
-    # port 0, every SIGHUP also logs that server.listen changed, and the bound port is kept.
+    # the first one only, so with port 0 a worker may fail to bind it on the others.
     bound = f"{listen.rpartition(':')[0]}:{reserved.getsockname()[1]}"
-    server = dataclasses.replace(supervisor.settings.server, listen=bound)
-    supervisor.settings = dataclasses.replace(supervisor.settings, server=server)
+    supervisor.settings = with_listen(supervisor.settings, bound)
+    if supervisor.load_settings is not None and bound != listen:
+        # Reloads then see the bound port instead of port 0, so they do not log a change.
+        supervisor.load_settings = functools.partial(load_with_bound_listen, supervisor.load_settings,
+                                                     configured=listen, bound=bound)
     return reserved
+
+
+def with_listen(settings: Settings, listen: str) -> Settings:
+    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, listen=listen))
+
+
+def load_with_bound_listen(load: Callable[[], Settings], *, configured: str, bound: str) -> Settings:
+    """Load the settings with `load`, replacing server.listen by `bound` while it is still `configured`."""
+    settings = load()
+    if settings.server.listen != configured:
+        return settings
+    return with_listen(settings, bound)
 
 
 async def run_supervisor(supervisor: Supervisor, *, duration: float | None = None) -> None:
