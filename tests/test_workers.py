@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -200,3 +202,24 @@ async def test_supervisor_logs_stopped_last(instance) -> None:
     lines = [line.rstrip("\n") for line in instance.output.lines]
     assert lines[-1].endswith(" INFO edgecache.workers supervisor stopped: 2 workers exited")
     assert sum(line.endswith(" INFO edgecache.server edgecache stopped") for line in lines) == 2
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--admin-listen"])
+async def test_port_in_use_starts_no_worker(origin, flag: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"--listen": "127.0.0.1:0", "--admin-listen": "127.0.0.1:0", flag: f"127.0.0.1:{port}"}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edgecache", "serve", "--workers", "2", "--origin", origin.url,
+            *(part for pair in ports.items() for part in pair), "--duration", "30",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+
+    setting = {"--listen": "server.listen", "--admin-listen": "server.admin_listen"}[flag]
+    assert process.returncode == 1
+    assert stderr.decode().startswith(f"edgecache: start-up failed: {setting}: cannot listen on 127.0.0.1:{port} (")
+    assert stderr.decode().endswith("); stop the process that uses it or choose another address\n")
+    assert stderr.decode().count("\n") == 1
+    assert "worker 0 started" not in stdout.decode()
