@@ -160,8 +160,8 @@ class Fetcher:
     async def _mirror_to_shared(self, shared: SharedTier, fetched: Fetched) -> None:
         """Store a fetched entry in Redis too, or delete the copy there that the fetch removed here.
 
-        Other nodes are told to drop their memory copies of a replaced or removed entry,
-        after the new entry is in Redis, so that their next lookup finds the new one.
+        A replaced or removed entry is then published, so other nodes drop their memory
+        copies of it. The new entry is in Redis first, so their next lookup finds it.
         """
         if fetched.shareable:
             assert fetched.entry is not None

@@ -1,4 +1,4 @@
-"""A node that replaces an entry tells the other nodes, which drop their memory copies."""
+"""A node that replaces an entry publishes its store key, and the other nodes drop their memory copies."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from conftest import proxy_url
 from helpers import FakeClock
 from redis_process import redis_server, shared_settings  # noqa: F401
 
-# The longest time a discard may take to reach another node's memory store on loopback.
+# The maximum time a discard may take to reach another node's memory store on loopback.
 PROPAGATION_LIMIT = 0.1
 LIFETIME = 60
 

@@ -49,8 +49,8 @@ T = TypeVar("T")
 # Store keys handled per Redis round trip when a purge touches many entries.
 PURGE_BATCH = 500
 
-# Writes an entry, its Vary record, its path in the path index and its index sets;
-# a record, set or index never expires before the longest-lived entry it serves.
+# Writes an entry, its Vary record, its path in the path index and its index sets.
+# A record, set or index never expires before the longest-lived entry it serves.
 # Returns 0 without writing when an inventory record of one of the entry's tags
 # changed at or after the fill's request time, because the page may show the state
 # from before that change.
