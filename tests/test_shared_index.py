@@ -104,6 +104,7 @@ async def test_purge_all_uses_index(nodes, client) -> None:
     assert await scan_calls(node_a) == scans_before
     assert [path for path in PATHS if await stored_in_redis(node_a, path)] == []
     assert await indexed_paths(node_a) == []
+    assert await node_a.shared.tier.client.zcard(node_a.shared.tier.path_expiry_index) == 0
 
 
 async def test_soft_prefix_purge_keeps_index(nodes, client) -> None:
@@ -131,6 +132,7 @@ async def test_expired_path_pruned_by_purge(nodes, client) -> None:
     await purge(client, node_a, {"prefixes": ["/c/s"], "soft": True})
 
     assert await indexed_paths(node_a) == ["/c/bags"]
+    assert await tier.client.zrange(tier.path_expiry_index, 0, -1) == [b"/c/bags"]
 
 
 async def test_tag_purge_removes_path(nodes, origin, client) -> None:
@@ -142,3 +144,36 @@ async def test_tag_purge_removes_path(nodes, origin, client) -> None:
 
     assert await indexed_paths(node_a) == ["/c/bags"]
     assert await node_a.shared.tier.client.exists(node_a.shared.tier.path_key("/c/shoes")) == 0
+
+
+async def test_write_prunes_expired_path(nodes, client) -> None:
+    node_a, _ = nodes
+    await fill(client, node_a, ("/c/shoes",))
+    tier = node_a.shared.tier
+    full_key = store_key(CacheKey(node_a.settings.site_host, "/c/shoes"), "")
+    # What the passing of its expiry leaves: the entry and path set gone, the expiry score in the past.
+    await tier.client.zadd(tier.path_expiry_index, {"/c/shoes": 1})
+    for redis_key in (tier.entry_key(full_key), tier.path_key("/c/shoes")):
+        await tier.client.pexpire(redis_key, 1)
+    async with asyncio.timeout(EXPIRY_LIMIT):
+        while await tier.client.exists(tier.path_key("/c/shoes")):
+            await asyncio.sleep(0.001)
+
+    await fill(client, node_a, ("/c/bags",))
+
+    assert await indexed_paths(node_a) == ["/c/bags"]
+    expiries = await tier.client.zrange(tier.path_expiry_index, 0, -1, withscores=True)
+    assert [member.decode() for member, _ in expiries] == ["/c/bags"]
+    seconds, microseconds = await tier.client.time()
+    assert expiries[0][1] > seconds * 1000 + microseconds // 1000
+
+
+async def test_write_keeps_live_paths(nodes, client) -> None:
+    node_a, _ = nodes
+    await fill(client, node_a, ("/c/shoes",))
+
+    await fill(client, node_a, ("/c/bags",))
+
+    tier = node_a.shared.tier
+    assert await indexed_paths(node_a) == ["/c/bags", "/c/shoes"]
+    assert await tier.client.zcard(tier.path_expiry_index) == 2

@@ -7,14 +7,16 @@ Redis keys, after `cache.shared_key_prefix`:
     p:<path>          set of store keys with that canonical path, for path purges
     paths             sorted set of the canonical paths with a p: set, all with score 0, so a
                       prefix purge or purge-all reads the matching paths with ZRANGEBYLEX
+    path-expiry       sorted set of the same paths, scored by when their p: set expires
+                      (milliseconds on the Redis clock), so that writes find expired paths
     t:<tag>           set of store keys with that tag, for tag purges
     l:<primary key>   the cross-node fetch lock (see lock.py)
     i:<tag>           the inventory record of the SKU with that tag (see inventory.py)
 
 Index sets expire with the longest-lived entry they list. Keys of entries that
 expired earlier stay in them until then, which is harmless when purged. A path
-stays in `paths` after its p: set expired, until a prefix purge or purge-all that
-covers it finds the set gone and removes it (`_PRUNE_SCRIPT`).
+leaves `paths` when a write finds its p: set expired, or when a purge finds the
+set gone (`_PRUNE_SCRIPT`), because a sorted set member cannot expire by itself.
 Every method returns normally when Redis fails: it counts the failure, marks the
 tier down and answers as a miss, so a Redis outage never fails a client request.
 """
@@ -49,13 +51,20 @@ T = TypeVar("T")
 # Store keys handled per Redis round trip when a purge touches many entries.
 PURGE_BATCH = 500
 
-# Writes an entry, its Vary record, its path in the path index and its index sets.
+# Expired paths one write removes from the path index at most. Each expiry of a
+# path's p: set follows at least one write, so removal keeps pace with expiry.
+PRUNE_PER_WRITE = 8
+
+# Writes an entry, its Vary record, its path in the path indexes and its index sets.
 # A record, set or index never expires before the longest-lived entry it serves.
+# Then removes up to ARGV[8] paths whose p: set has expired from both path indexes.
 # Returns 0 without writing when an inventory record of one of the entry's tags
 # changed at or after the fill's request time, because the page may show the state
 # from before that change.
-# KEYS: entry, vary record, path index, path set, tag sets..., inventory records (the last ARGV[6] keys);
-# ARGV: value, vary JSON, ttl ms, store key, request time, number of inventory records, path.
+# KEYS: entry, vary record, path index, path expiry index, path set, tag sets...,
+# inventory records (the last ARGV[6] keys);
+# ARGV: value, vary JSON, ttl ms, store key, request time, number of inventory records, path,
+# max expired paths to remove.
 _PUT_SCRIPT = """
 local records = tonumber(ARGV[6])
 local request_time = tonumber(ARGV[5])
@@ -67,24 +76,37 @@ local ttl = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 local left = redis.call('PTTL', KEYS[2])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', math.max(left, ttl))
-redis.call('ZADD', KEYS[3], 0, ARGV[7])
-if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
-for i = 4, #KEYS - records do
+for i = 5, #KEYS - records do
   redis.call('SADD', KEYS[i], ARGV[4])
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZADD', KEYS[3], 0, ARGV[7])
+redis.call('ZADD', KEYS[4], now + redis.call('PTTL', KEYS[5]), ARGV[7])
+for i = 3, 4 do
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+-- Only writes set a score, each to the expiry its path set has then, and only writes
+-- extend that expiry, so a score in the past means the p: set has expired.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, tonumber(ARGV[8]))
+for _, path in ipairs(expired) do
+  redis.call('ZREM', KEYS[3], path)
+  redis.call('ZREM', KEYS[4], path)
 end
 return 1
 """
 
-# Removes from the path index each path whose p: set no longer exists, because its
-# entries expired or were purged. Checked and removed in one step, so a path written
-# by a concurrent fill keeps its place. Returns how many paths it removed.
-# KEYS: path index, path sets...; ARGV: the paths, in the order of their sets.
+# Removes from both path indexes each path whose p: set no longer exists, because
+# its entries expired or were purged. Checked and removed in one step, so a path
+# written by a concurrent fill keeps its place. Returns how many paths it removed.
+# KEYS: path index, path expiry index, path sets...; ARGV: the paths, in the order of their sets.
 _PRUNE_SCRIPT = """
 local removed = 0
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
-    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i - 1])
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i - 2])
+    redis.call('ZREM', KEYS[2], ARGV[i - 2])
   end
 end
 return removed
@@ -110,6 +132,7 @@ class SharedTier:
         self._put_script = self.client.register_script(_PUT_SCRIPT)
         self._prune_script = self.client.register_script(_PRUNE_SCRIPT)
         self.path_index = f"{self.prefix}paths"
+        self.path_expiry_index = f"{self.prefix}path-expiry"
         self._corrupt_log = RateLimitedLog()
         self.figures = {"hits": 0, "misses": 0, "stores": 0, "too_large": 0, "corrupt": 0, "fenced": 0,
                         "lock_waits": 0, "lock_fallbacks": 0}
@@ -208,11 +231,11 @@ class SharedTier:
             return False
         tags = sorted(entry.tags)
         keys = [self.entry_key(entry.store_key), self.vary_key(entry.key), self.path_index,
-                self.path_key(entry.key.path)]
+                self.path_expiry_index, self.path_key(entry.key.path)]
         keys.extend(self.tag_key(tag) for tag in tags)
         keys.extend(self.record_key(tag) for tag in tags)
         args: list[bytes | str | int] = [value, json.dumps(list(entry.vary)), ttl_ms, entry.store_key,
-                                         repr(entry.request_time), len(tags), entry.key.path]
+                                         repr(entry.request_time), len(tags), entry.key.path, PRUNE_PER_WRITE]
         done, written = await self.call("put", lambda: self._put_script(keys=keys, args=args))
         if not done:
             return False
@@ -310,7 +333,7 @@ class SharedTier:
         """Remove from the path index the given paths whose p: set is gone (see `_PRUNE_SCRIPT`)."""
         for start in range(0, len(paths), PURGE_BATCH):
             batch = paths[start:start + PURGE_BATCH]
-            keys = [self.path_index, *(self.path_key(path) for path in batch)]
+            keys = [self.path_index, self.path_expiry_index, *(self.path_key(path) for path in batch)]
             await self._prune_script(keys=keys, args=batch)
 
     async def purge_tag(self, tag: str, *, soft: bool, at: float,
