@@ -269,6 +269,8 @@ class SharedTier:
         return done
 
     async def _purge(self, request: PurgeRequest) -> None:
+        # NOTE: prefix purges and purge-all find only paths in the path index, so entries
+        # written by an edgecache version without the index stay until they expire.
         paths = set(request.paths)
         if request.purge_all:
             paths.update(await self._indexed_paths(b"-", b"+"))
