@@ -246,7 +246,7 @@ class SharedTier:
         return True
 
     async def discard(self, full_key: str, *, unlink: bool = True) -> bool:
-        """Delete one stored variant and tell the other nodes to drop their memory copies of it.
+        """Delete one stored variant and publish its store key, so other nodes drop their memory copies.
 
         A node calls this when it replaced the entry: `unlink=False` keeps the Redis copy,
         because the replacing entry was written over it. Returns whether Redis did both.
