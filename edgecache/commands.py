@@ -221,7 +221,7 @@ def format_stats(data: dict[str, Any]) -> str:
     cache = data["cache"]
     origin = data["origin"]
     lines = [
-        f"uptime {data['uptime_seconds']:.0f} s   hit ratio {data['hit_ratio'] * 100:.1f} %   "
+        f"uptime {data['uptime_seconds']:.0f} s   hit ratio {_format_ratio(data['hit_ratio'])}   "
         f"lookups {data['lookups']}",
         "requests   " + "  ".join(f"{name} {requests[name]}" for name in requests),
         f"cache      entries {cache['entries']}  bytes {cache['bytes']} / {cache['max_bytes']}  "
@@ -257,15 +257,19 @@ def _format_inventory(data: dict[str, Any]) -> str:
 TOP_LINES = 3
 
 
+def _format_ratio(ratio: float | None) -> str:
+    """Format a hit ratio as a percentage, or as "-" when it is null because there were no lookups."""
+    return "-" if ratio is None else f"{ratio * 100:.1f} %"
+
+
 def _format_rolling(rolling: dict[str, Any]) -> list[str]:
     lines = []
     for name in ("1m", "5m"):
         window = rolling.get(name)
         if window is None:
             continue
-        ratio = "-" if window["hit_ratio"] is None else f"{window['hit_ratio'] * 100:.1f} %"
         rates = window["requests_per_second"]
-        lines.append(f"last {name:<6}{rates['total']:.1f} req/s   hit ratio {ratio}   "
+        lines.append(f"last {name:<6}{rates['total']:.1f} req/s   hit ratio {_format_ratio(window['hit_ratio'])}   "
                      + "  ".join(f"{outcome} {rate:.1f}/s" for outcome, rate in rates.items() if outcome != "total"))
     return lines
 

@@ -143,6 +143,9 @@ def format_explanation(document: dict[str, Any]) -> str:
         if has_query and index == 0:
             # The entries belong to the path without its query string, and this request bypasses them.
             lines.append(f"stored for {path}, which a request without the query string would get:")
+        if "worker" in entry:
+            # Set by the supervisor of several workers, whose memory stores differ.
+            lines.append(f"worker    {entry['worker']}")
         lines += [
             f"variant   {entry['variant'] or '-'}" + (f"  (vary: {', '.join(entry['vary'])})" if entry["vary"] else ""),
             f"status    {entry['status']}   size {entry['size_bytes']} bytes",

@@ -68,6 +68,8 @@ class Fetched:
     unstored: list[tuple[str, str]] | None = None
     # The store key of the entry this fetch replaced but could not keep, so it was removed.
     discarded: str | None = None
+    # The store key of the entry a STORED response replaced.
+    replaced: str | None = None
 
     @property
     def shareable(self) -> bool:
@@ -156,10 +158,18 @@ class Fetcher:
         return fetched
 
     async def _mirror_to_shared(self, shared: SharedTier, fetched: Fetched) -> None:
-        """Store a fetched entry in Redis too, or delete the copy there that the fetch removed here."""
+        """Store a fetched entry in Redis too, or delete the copy there that the fetch removed here.
+
+        A replaced or removed entry is then published, so other nodes drop their memory
+        copies of it. The new entry is in Redis first, so their next lookup finds it.
+        """
         if fetched.shareable:
             assert fetched.entry is not None
-            await shared.put(fetched.entry)
+            stored = await shared.put(fetched.entry)
+            if fetched.replaced is not None:
+                # The Redis copy of the replaced entry stays only when the new one was written over it.
+                overwritten = stored and fetched.replaced == fetched.entry.store_key
+                await shared.discard(fetched.replaced, unlink=not overwritten)
         elif fetched.discarded is not None:
             await shared.discard(fetched.discarded)
 
@@ -243,7 +253,8 @@ class Fetcher:
                            strip_headers=self._strip, discarded=self._drop_replaced(entry, upstream.status))
         self.store.put(built)
         upstream.release()
-        return Fetched(FetchKind.STORED, entry=built, unstored=unstored_fields(upstream.headers))
+        return Fetched(FetchKind.STORED, entry=built, unstored=unstored_fields(upstream.headers),
+                       replaced=None if entry is None else entry.store_key)
 
     def _drop_replaced(self, entry: Entry | None, status: int) -> str | None:
         """Remove the replaced entry unless the origin returned a server error; return its store key when removed."""

@@ -103,7 +103,7 @@ def _shared_metrics(shared: dict[str, Any]) -> Iterator[Metric]:
                               "Lock waits that ended without the entry, so this node fetched on its own.",
                               value=shared["lock_fallbacks"])
     yield CounterMetricFamily("edgecache_shared_invalidations_received",
-                              "Purges and inventory changes received from other nodes.",
+                              "Purges, replaced entries and inventory changes received from other nodes.",
                               value=shared["invalidations_received"])
 
 

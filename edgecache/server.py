@@ -26,7 +26,7 @@ from .reconcile import Reconciler
 from .refetch import Refetcher
 from .reload import install_signal_handlers
 from .shared import InventoryMessage, SharedCache
-from .shared.invalidation import PurgeRequest
+from .shared.invalidation import DiscardMessage, PurgeRequest
 from .shared.inventory import counted
 from .staleness import StalenessMeter
 from .stats import Stats
@@ -66,7 +66,7 @@ class Edgecache:
         self.shared: SharedCache | None = None
         if settings.cache.shared_url:
             self.shared = SharedCache(settings.cache, apply=self.purge_local, adopt=self._adopt_published,
-                                      drop_all=self._drop_memory, sku_template=settings.tags.sku_template,
+                                      discard=self._discard_published, drop_all=self._drop_memory, sku_template=settings.tags.sku_template,
                                       low_stock_threshold=settings.inventory.low_stock_threshold, clock=clock)
         self._wire_inventory()
         # Handlers replaced by a reload; their background refreshes are awaited at stop.
@@ -165,6 +165,11 @@ class Edgecache:
         return (store.purge_paths(request.paths, soft=soft, now=now, forbid_stale=request.forbid_stale)
                 + store.purge_prefixes(request.prefixes, soft=soft, now=now)
                 + store.purge_tags(request.tags, soft=soft, now=now, forbid_stale=request.forbid_stale))
+
+    def _discard_published(self, message: DiscardMessage) -> None:
+        # Another node replaced these entries; the next request here reads its copy from Redis.
+        for full_key in message.keys:
+            self.store.discard(full_key)
 
     def _drop_memory(self) -> int:
         return self.store.purge_all(soft=False, now=self.clock())

@@ -163,9 +163,10 @@ class Stats:
     def outcome_count(self, outcome: Outcome) -> int:
         return sum(count for (name, _), count in self.requests.items() if name == outcome.value)
 
-    def hit_ratio(self) -> float:
+    def hit_ratio(self) -> float | None:
+        """Return (hit + stale) / lookups, or None without lookups, where the ratio is undefined."""
         if not self.lookups:
-            return 0.0
+            return None
         hits = self.outcome_count(Outcome.HIT) + self.outcome_count(Outcome.STALE)
         return hits / self.lookups
 
@@ -177,10 +178,11 @@ class Stats:
         for (outcome, rule), count in sorted(self.requests.items()):
             by_rule.setdefault(rule, {})[outcome] = count
         age = self.served_age
+        ratio = self.hit_ratio()
         return {
             "requests": {"total": sum(requests.values()), **requests},
             "lookups": self.lookups,
-            "hit_ratio": round(self.hit_ratio(), 6),
+            "hit_ratio": None if ratio is None else round(ratio, 6),
             "hit_ratio_formula": "(hit + stale) / lookups",
             "by_rule": by_rule,
             "reasons": dict(sorted(self.reasons.items())),

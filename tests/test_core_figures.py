@@ -10,6 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import admin_url, proxy_url
+from edgecache.outcomes import Outcome
+from edgecache.stats import Stats
+from edgecache.workers.figures import export_stats, merge_stats
 from helpers import FakeClock, raw_request
 
 
@@ -121,7 +124,8 @@ async def test_stats_reset(after_sequence, client) -> None:
 
     assert stats["requests"]["total"] == 0
     assert stats["lookups"] == 0
-    assert stats["hit_ratio"] == 0
+    assert stats["hit_ratio"] is None
+    assert stats["hit_ratio_formula"] == "(hit + stale) / lookups"
     assert stats["origin"]["requests"] == 0
     assert stats["staleness"]["served_age_seconds"]["max"] == 0
     assert stats["cache"]["entries"] == 1
@@ -221,3 +225,27 @@ async def test_stats_stale_served(origin, make_edgecache, client) -> None:
     assert stats["hit_ratio"] == 0.5
     assert stats["staleness"]["stale_served"] == 1
     assert stats["staleness"]["served_age_seconds"]["max"] == 90
+
+
+def test_hit_ratio_without_lookups() -> None:
+    stats = Stats()
+    stats.record(Outcome.BYPASS, "default", "query", 10)
+
+    assert stats.hit_ratio() is None
+    assert stats.snapshot(cache={})["hit_ratio"] is None
+
+
+def test_merged_hit_ratio_from_sums() -> None:
+    """The supervisor divides the summed counts instead of adding the workers' ratios."""
+    hitting, missing, idle = Stats(), Stats(), Stats()
+    hitting.lookups = 1
+    hitting.record(Outcome.HIT, "default", None, 10)
+    missing.lookups = 3
+    for _ in range(3):
+        missing.record(Outcome.MISS, "default", None, 10)
+
+    merged = merge_stats([export_stats(hitting), export_stats(missing), export_stats(idle)])
+    merged_idle = merge_stats([export_stats(idle), export_stats(Stats())])
+
+    assert merged.snapshot(cache={})["hit_ratio"] == 0.25
+    assert merged_idle.snapshot(cache={})["hit_ratio"] is None

@@ -221,6 +221,25 @@ async def test_dashboard_renders_demo_traffic(aiohttp_server, make_edgecache, cl
     assert {url for url in requested if not url.startswith((admin_url(edgecache, "/"), "data:"))} == set()
 
 
+async def test_dashboard_without_lookups(origin, make_edgecache, client, page: DevTools) -> None:
+    edgecache = await make_edgecache(origin.url)
+    async with client.get(proxy_url(edgecache, "/shoe/p?x=1")) as response:
+        await response.read()
+        assert response.headers["X-Cache"] == "BYPASS"
+
+    await page.send("Page.navigate", url=admin_url(edgecache, "/"))
+    deadline = asyncio.get_running_loop().time() + RENDER_TIMEOUT
+    while not await page.evaluate("Number(document.body.dataset.rendered || 0) >= 1"):
+        assert asyncio.get_running_loop().time() < deadline, "the dashboard did not render"
+        await asyncio.sleep(0.1)
+
+    assert await page.evaluate("document.getElementById('ratio').textContent") == "no data"
+    assert await page.evaluate("document.querySelector('#ratio .nodata') !== null") is True
+    assert await page.evaluate("document.getElementById('ratio-sub').textContent") == \
+        "last minute · 5 min – · total –"
+    assert page.console_errors() == []
+
+
 async def test_dashboard_through_supervisor(origin, redis_server, client, page: DevTools) -> None:
     env = {"EDGECACHE_ADMIN_TOKEN": TOKEN, "EDGECACHE_CACHE_SHARED_URL": redis_server.url}
     async with running(origin, client, env=env) as instance:

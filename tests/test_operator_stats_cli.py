@@ -54,6 +54,22 @@ async def test_stats_shows_known_stale(origin, make_edgecache, client) -> None:
     assert lines[1] == "requests   total 2  hit 0  miss 1  bypass 0  stale 1  revalidated 0  error 0"
 
 
+async def test_stats_without_lookups(origin, make_edgecache, client) -> None:
+    edgecache = await make_edgecache(origin.url)
+    assert await get(client, edgecache, "/shoe/p?x=1") == "BYPASS"
+
+    code, output = await run_command("stats", "--admin", admin_url(edgecache, ""))
+    assert code == 0
+    lines = output.splitlines()
+    assert lines[0].endswith(" s   hit ratio -   lookups 0")
+    rolling = [line for line in lines if line.startswith("last ")]
+    assert len(rolling) == 2
+    assert rolling[0].startswith("last 1m    ")
+    assert "   hit ratio -   " in rolling[0]
+    assert rolling[1].startswith("last 5m    ")
+    assert "   hit ratio -   " in rolling[1]
+
+
 async def test_stats_watch_redraws(origin, make_edgecache, client) -> None:
     edgecache = await make_edgecache(origin.url)
     await get(client, edgecache, "/shoe/p")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
@@ -11,8 +12,13 @@ import aiohttp
 import pytest
 from yarl import URL
 
+import fault_origin as faults
 from conftest import admin_url, proxy_url
-from semantics_support import FakeClock, get
+from fault_origin import Fault, FaultOrigin
+from semantics_support import Answer, FakeClock, get
+
+# A path on the fault-injection origin that a request keeps busy until its gate opens.
+HELD_PATH = "/held/p"
 
 
 @dataclass
@@ -27,6 +33,14 @@ class Case:
     settings: dict[str, Any] = field(default_factory=dict)
     prime: bool = False  # request the path once before the request under test
     origin_url: str | None = None
+    # Serve the path from the fault-injection origin with this fault instead of the script.
+    fault: Fault | None = None
+    # Keep one origin connection busy with a request for HELD_PATH during the request under test.
+    hold_connection: bool = False
+
+    @property
+    def uses_fault_origin(self) -> bool:
+        return self.fault is not None or self.hold_connection
 
 
 CASES = [
@@ -48,25 +62,48 @@ CASES = [
     Case("client-no-cache", request_headers={"Cache-Control": "no-cache"}, prime=True,
          settings={"cache": {"client_no_cache": "revalidate"}}),
     Case("origin-unreachable", origin_url="http://127.0.0.1:1"),
+    Case("origin-invalid", fault=faults.raw_bytes(b"HTTP/1.1 banana\r\n\r\n")),
+    Case("origin-busy", hold_connection=True, settings={"origin": {"max_connections": 1, "queue_timeout": 0.1}}),
 ]
+# internal-error takes a bug in the handler, not an origin or a request, so test_core_internal_error checks it.
+
+
+async def hold_origin_connection(client: aiohttp.ClientSession, edgecache: Any, fault_origin: FaultOrigin,
+                                 gate: asyncio.Event) -> asyncio.Task[Answer]:
+    """Start a request for HELD_PATH and return its task once the origin has it. It ends after `gate` is set."""
+    arrived = asyncio.Event()
+    fault_origin.faults[HELD_PATH] = faults.gated(gate, faults.ok(), arrived=arrived)
+    holder = asyncio.create_task(get(client, edgecache, HELD_PATH))
+    await arrived.wait()
+    return holder
 
 
 @pytest.mark.parametrize("case", [pytest.param(case, id=f"9211-2.8-detail-{case.reason}") for case in CASES])
-async def test_one_reason_everywhere(origin, make_edgecache, client: aiohttp.ClientSession,
-                                     caplog: pytest.LogCaptureFixture, case: Case) -> None:
-    origin.script(case.path.partition("?")[0], status=case.status, headers=case.response_headers, body=case.body)
-    edgecache = await make_edgecache(case.origin_url or origin.url, case.settings)
+async def test_one_reason_everywhere(origin, fault_origin: FaultOrigin, make_edgecache,
+                                     client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture,
+                                     case: Case) -> None:
+    path = case.path.partition("?")[0]
+    origin.script(path, status=case.status, headers=case.response_headers, body=case.body)
+    if case.fault is not None:
+        fault_origin.faults[path] = case.fault
+    origin_url = fault_origin.url if case.uses_fault_origin else case.origin_url or origin.url
+    edgecache = await make_edgecache(origin_url, case.settings)
     if case.prime:
         await get(client, edgecache, case.path)
     caplog.set_level(logging.INFO, logger="edgecache.access")
     caplog.clear()
+    gate = asyncio.Event()
+    holder = await hold_origin_connection(client, edgecache, fault_origin, gate) if case.hold_connection else None
 
     answer = await get(client, edgecache, case.path, method=case.method, headers=case.request_headers)
+    gate.set()
+    if holder is not None:
+        assert (await holder).status == 200
     async with client.get(admin_url(edgecache, "/metrics")) as response:
         metrics = await response.text()
 
     assert re.findall(r"detail=([^;]+)", answer.cache_status) == [case.reason]
-    [record] = [r for r in caplog.records if r.name == "edgecache.access"]
+    [record] = [r for r in caplog.records if r.name == "edgecache.access" and getattr(r, "path") != HELD_PATH]
     assert getattr(record, "reason") == case.reason
     assert re.findall(r"reason=(\S+)", record.getMessage()) == [case.reason]
     assert re.findall(r'^edgecache_cache_skips_total\{reason="([^"]+)"\} 1\.0$', metrics, re.M) == [case.reason]

@@ -13,6 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from edgecache.explain import format_explanation
+
 from inventory_pages import html_headers, product_page
 from worker_instance import NO_REFRESH, TOKEN, Instance, running, send_events, wait_for_workers
 
@@ -69,6 +71,44 @@ async def test_purge_reaches_both_workers(instance, origin, client) -> None:
         assert await response.json() == {"purged": 2, "soft": False, "workers": 2}
     async with client.get(instance.admin + "/stats") as response:
         assert (await response.json())["cache"]["entries"] == 0
+
+
+async def entries(client: aiohttp.ClientSession, instance: Instance, path: str) -> tuple[int, dict]:
+    async with client.get(instance.admin + "/entries", params={"path": path}) as response:
+        return response.status, await response.json()
+
+
+async def test_entries_merged_from_workers(instance, origin, client) -> None:
+    await fill_both_workers(client, instance, origin, "/shoe/p")
+
+    status, document = await entries(client, instance, "/shoe/p")
+
+    assert status == 200
+    assert document["stored"] is True
+    assert sorted(entry["worker"] for entry in document["entries"]) == [0, 1]
+    assert {entry["key"] for entry in document["entries"]} == {document["key"]}
+    assert [entry["decision"]["outcome"] for entry in document["entries"]] == ["hit", "hit"]
+    assert document["decision"]["outcome"] == "hit"
+    assert document["workers"]["answered"] == 2
+    lines = format_explanation(document).splitlines()
+    assert [line for line in lines if line.startswith("worker ")] == ["worker    0", "worker    1"]
+
+
+async def test_entries_not_stored_in_workers(instance, client) -> None:
+    status, document = await entries(client, instance, "/shoe/p")
+
+    assert status == 200
+    assert document["stored"] is False
+    assert document["entries"] == []
+    assert document["decision"]["outcome"] == "miss"
+    assert document["workers"]["answered"] == 2
+
+
+async def test_entries_error_passed_on(instance, client) -> None:
+    async with client.get(instance.admin + "/entries") as response:
+        assert response.status == 400
+        assert await response.json() == {
+            "error": "missing query parameter 'path', for example /entries?path=/summit-duffel-1/p"}
 
 
 async def test_purge_needs_token(instance, client) -> None:

@@ -177,8 +177,9 @@ function renderTiles(stats) {
   $("rate-sub").textContent = `last minute · ${number(stats.requests.total, 0)} since reset`;
   if (minute.hit_ratio === null) setNoData("ratio");
   else setBig("ratio", number(minute.hit_ratio * 100, 1), "%");
-  const five = stats.rolling["5m"].hit_ratio;
-  $("ratio-sub").textContent = `last minute · 5 min ${five === null ? "–" : number(five * 100, 1) + " %"} · total ${number(stats.hit_ratio * 100, 1)} %`;
+  // A ratio is null without lookups, so it shows as "–" instead of 0 %.
+  const percent = (ratio) => (ratio === null ? "–" : number(ratio * 100, 1) + " %");
+  $("ratio-sub").textContent = `last minute · 5 min ${percent(stats.rolling["5m"].hit_ratio)} · total ${percent(stats.hit_ratio)}`;
   const origin = stats.origin.fetch_seconds;
   setBig("latency", ...duration(origin.p90));
   $("latency-sub").textContent = quantileText(origin);

@@ -2,7 +2,7 @@
 
 `SharedCache` bundles the parts one edgecache process needs: the tier (codec and
 commands), the inventory records, the cross-node fetch lock and the listener that
-applies other nodes' purges and inventory changes to the memory store.
+applies other nodes' purges, discards and inventory changes to the memory store.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import CacheSettings
-from .invalidation import InvalidationListener, InventoryMessage, PurgeRequest
+from .invalidation import DiscardMessage, InvalidationListener, InventoryMessage, PurgeRequest
 from .inventory import SharedDecisions, SharedInventory
 from .lock import FetchLock, LockResult
 from .tier import SharedTier
 
-__all__ = ["FetchLock", "InventoryMessage", "LockResult", "PurgeRequest", "SharedCache", "SharedDecisions",
+__all__ = ["DiscardMessage", "FetchLock", "InventoryMessage", "LockResult", "PurgeRequest", "SharedCache", "SharedDecisions",
            "SharedInventory", "SharedTier"]
 
 # Seconds start() waits for the first subscription; past it, edgecache starts anyway
@@ -31,13 +31,14 @@ class SharedCache:
     """The shared tier, its fetch lock and its invalidation listener."""
 
     def __init__(self, settings: CacheSettings, *, apply: Callable[[PurgeRequest], object],
-                 adopt: Callable[[InventoryMessage], object], drop_all: Callable[[], object], sku_template: str,
-                 low_stock_threshold: int, clock: Callable[[], float] = time.time) -> None:
+                 adopt: Callable[[InventoryMessage], object], discard: Callable[[DiscardMessage], object],
+                 drop_all: Callable[[], object], sku_template: str, low_stock_threshold: int,
+                 clock: Callable[[], float] = time.time) -> None:
         self.tier = SharedTier(settings, clock=clock)
         self.inventory = SharedInventory(self.tier, sku_template=sku_template, low_stock_threshold=low_stock_threshold)
         self.lock = FetchLock(self.tier)
         self.listener = InvalidationListener(self.tier.subscriber_client, self.tier.channel, node=self.tier.node,
-                                             apply=apply, adopt=adopt, drop_all=drop_all,
+                                             apply=apply, adopt=adopt, discard=discard, drop_all=drop_all,
                                              on_subscribed=self.tier.health.succeeded,
                                              retry_interval=settings.shared_retry_interval)
         self._task: asyncio.Task[None] | None = None

@@ -4,6 +4,8 @@ A node that receives a purge applies it to its memory store and to Redis, then
 publishes it. Every other node's listener applies it to its own memory store.
 An inventory event is published the same way, as the SKU records it changed
 (`InventoryMessage`); a listener adopts them, which purges its memory copies.
+A node that replaced or removed an entry after an origin fetch publishes its
+store key (`DiscardMessage`), and every other listener drops its memory copy.
 A listener that lost its subscription may have missed messages, so after it
 subscribes again it drops the whole memory store; Redis then refills it.
 """
@@ -94,7 +96,28 @@ class InventoryMessage:
         return cls(tuple(records), float(at))
 
 
-def decode_message(data: bytes | str) -> tuple[str, PurgeRequest | InventoryMessage]:
+@dataclass(frozen=True, slots=True)
+class DiscardMessage:
+    """Store keys of entries another node replaced; listeners drop their memory copies of them."""
+
+    keys: tuple[str, ...]
+
+    def encode(self, node: str) -> str:
+        return json.dumps({"type": "discard", "node": node, "keys": self.keys})
+
+    @classmethod
+    def decode(cls, message: dict[str, Any]) -> DiscardMessage:
+        """Build the message from its published JSON object. Raises ValueError."""
+        keys = message.get("keys")
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise ValueError("discard message field 'keys' is not a list of strings")
+        return cls(tuple(keys))
+
+
+Message = PurgeRequest | InventoryMessage | DiscardMessage
+
+
+def decode_message(data: bytes | str) -> tuple[str, Message]:
     """Parse a published message; return the sending node and its content. Raises ValueError."""
     message: Any = json.loads(data)
     if not isinstance(message, dict):
@@ -102,20 +125,24 @@ def decode_message(data: bytes | str) -> tuple[str, PurgeRequest | InventoryMess
     node = str(message.get("node", ""))
     if message.get("type") == "inventory":
         return node, InventoryMessage.decode(message)
+    if message.get("type") == "discard":
+        return node, DiscardMessage.decode(message)
     return node, PurgeRequest.decode(message)
 
 
 class InvalidationListener:
-    """Subscribes to the invalidation channel and applies purges sent by other nodes."""
+    """Subscribes to the invalidation channel and applies purges and discards sent by other nodes."""
 
     def __init__(self, client: redis.Redis, channel: str, *, node: str, apply: Callable[[PurgeRequest], object],
-                 adopt: Callable[[InventoryMessage], object], drop_all: Callable[[], object],
-                 on_subscribed: Callable[[], object], retry_interval: float) -> None:
+                 adopt: Callable[[InventoryMessage], object], discard: Callable[[DiscardMessage], object],
+                 drop_all: Callable[[], object], on_subscribed: Callable[[], object],
+                 retry_interval: float) -> None:
         self.client = client
         self.channel = channel
         self.node = node
         self.apply = apply
         self.adopt = adopt
+        self.discard = discard
         self.drop_all = drop_all
         # Called after each successful subscription, because Redis responds again.
         self.on_subscribed = on_subscribed
@@ -171,6 +198,8 @@ class InvalidationListener:
         try:
             if isinstance(content, InventoryMessage):
                 self.adopt(content)
+            elif isinstance(content, DiscardMessage):
+                self.discard(content)
             else:
                 self.apply(content)
         except Exception as exc:  # noqa: BLE001 - one failed message must not stop the listener.

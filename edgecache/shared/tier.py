@@ -5,12 +5,18 @@ Redis keys, after `cache.shared_key_prefix`:
     e:<store key>     the serialized entry; expires when the entry may no longer be served
     v:<primary key>   the Vary field names (JSON list) stored for a site, path and key cookies
     p:<path>          set of store keys with that canonical path, for path purges
+    paths             sorted set of the canonical paths with a p: set, all with score 0, so a
+                      prefix purge or purge-all reads the matching paths with ZRANGEBYLEX
+    path-expiry       sorted set of the same paths, scored by when their p: set expires
+                      (milliseconds on the Redis clock), so that writes find expired paths
     t:<tag>           set of store keys with that tag, for tag purges
     l:<primary key>   the cross-node fetch lock (see lock.py)
     i:<tag>           the inventory record of the SKU with that tag (see inventory.py)
 
 Index sets expire with the longest-lived entry they list. Keys of entries that
-expired earlier stay in them until then, which is harmless when purged.
+expired earlier stay in them until then, which is harmless when purged. A path
+leaves `paths` when a write finds its p: set expired, or when a purge finds the
+set gone (`_PRUNE_SCRIPT`), because a sorted set member cannot expire by itself.
 Every method returns normally when Redis fails: it counts the failure, marks the
 tier down and answers as a miss, so a Redis outage never fails a client request.
 """
@@ -22,7 +28,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
@@ -38,19 +44,27 @@ from ..log import shared_logger
 from ..vary import variant_key
 from .codec import decode_entry, encode_entry
 from .health import RateLimitedLog, SharedHealth
-from .invalidation import PurgeRequest
+from .invalidation import DiscardMessage, PurgeRequest
 
 T = TypeVar("T")
 
 # Store keys handled per Redis round trip when a purge touches many entries.
 PURGE_BATCH = 500
 
-# Writes an entry, its Vary record and its index sets; a record or set never
-# expires before the longest-lived entry it serves. Returns 0 without writing when
-# an inventory record of one of the entry's tags changed at or after the fill's
-# request time, because the page may show the state from before that change.
-# KEYS: entry, vary record, index sets..., inventory records (the last ARGV[6] keys);
-# ARGV: value, vary JSON, ttl ms, store key, request time, number of inventory records.
+# Expired paths one write removes from the path index at most. Each expiry of a
+# path's p: set follows at least one write, so removal keeps pace with expiry.
+PRUNE_PER_WRITE = 8
+
+# Writes an entry, its Vary record, its path in the path indexes and its index sets.
+# A record, set or index never expires before the longest-lived entry it serves.
+# Then removes up to ARGV[8] paths whose p: set has expired from both path indexes.
+# Returns 0 without writing when an inventory record of one of the entry's tags
+# changed at or after the fill's request time, because the page may show the state
+# from before that change.
+# KEYS: entry, vary record, path index, path expiry index, path set, tag sets...,
+# inventory records (the last ARGV[6] keys);
+# ARGV: value, vary JSON, ttl ms, store key, request time, number of inventory records, path,
+# max expired paths to remove.
 _PUT_SCRIPT = """
 local records = tonumber(ARGV[6])
 local request_time = tonumber(ARGV[5])
@@ -60,16 +74,42 @@ for i = #KEYS - records + 1, #KEYS do
 end
 local ttl = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-for i = 2, #KEYS - records do
-  if i == 2 then
-    local left = redis.call('PTTL', KEYS[2])
-    redis.call('SET', KEYS[2], ARGV[2], 'PX', math.max(left, ttl))
-  else
-    redis.call('SADD', KEYS[i], ARGV[4])
-    if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
-  end
+local left = redis.call('PTTL', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', math.max(left, ttl))
+for i = 5, #KEYS - records do
+  redis.call('SADD', KEYS[i], ARGV[4])
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZADD', KEYS[3], 0, ARGV[7])
+redis.call('ZADD', KEYS[4], now + redis.call('PTTL', KEYS[5]), ARGV[7])
+for i = 3, 4 do
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+-- Only writes set a score, each to the expiry its path set has then, and only writes
+-- extend that expiry, so a score in the past means the p: set has expired.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, tonumber(ARGV[8]))
+for _, path in ipairs(expired) do
+  redis.call('ZREM', KEYS[3], path)
+  redis.call('ZREM', KEYS[4], path)
 end
 return 1
+"""
+
+# Removes from both path indexes each path whose p: set no longer exists, because
+# its entries expired or were purged. Checked and removed in one step, so a path
+# written by a concurrent fill keeps its place. Returns how many paths it removed.
+# KEYS: path index, path expiry index, path sets...; ARGV: the paths, in the order of their sets.
+_PRUNE_SCRIPT = """
+local removed = 0
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i - 2])
+    redis.call('ZREM', KEYS[2], ARGV[i - 2])
+  end
+end
+return removed
 """
 
 
@@ -90,6 +130,9 @@ class SharedTier:
         self.subscriber_client = _connect(settings.shared_url, timeout=None,
                                           connect_timeout=settings.shared_timeout)
         self._put_script = self.client.register_script(_PUT_SCRIPT)
+        self._prune_script = self.client.register_script(_PRUNE_SCRIPT)
+        self.path_index = f"{self.prefix}paths"
+        self.path_expiry_index = f"{self.prefix}path-expiry"
         self._corrupt_log = RateLimitedLog()
         self.figures = {"hits": 0, "misses": 0, "stores": 0, "too_large": 0, "corrupt": 0, "fenced": 0,
                         "lock_waits": 0, "lock_fallbacks": 0}
@@ -121,6 +164,9 @@ class SharedTier:
 
     def vary_key(self, key: CacheKey) -> str:
         return f"{self.prefix}v:{store_key(key, '')}"
+
+    def path_key(self, path: str) -> str:
+        return f"{self.prefix}p:{path}"
 
     def tag_key(self, tag: str) -> str:
         return f"{self.prefix}t:{tag}"
@@ -184,11 +230,12 @@ class SharedTier:
                                     entry.key, len(value), self.max_entry_bytes)
             return False
         tags = sorted(entry.tags)
-        keys = [self.entry_key(entry.store_key), self.vary_key(entry.key), f"{self.prefix}p:{entry.key.path}"]
+        keys = [self.entry_key(entry.store_key), self.vary_key(entry.key), self.path_index,
+                self.path_expiry_index, self.path_key(entry.key.path)]
         keys.extend(self.tag_key(tag) for tag in tags)
         keys.extend(self.record_key(tag) for tag in tags)
         args: list[bytes | str | int] = [value, json.dumps(list(entry.vary)), ttl_ms, entry.store_key,
-                                         repr(entry.request_time), len(tags)]
+                                         repr(entry.request_time), len(tags), entry.key.path, PRUNE_PER_WRITE]
         done, written = await self.call("put", lambda: self._put_script(keys=keys, args=args))
         if not done:
             return False
@@ -198,13 +245,22 @@ class SharedTier:
         self.figures["stores"] += 1
         return True
 
-    async def discard(self, full_key: str) -> bool:
-        """Delete one stored variant; return whether Redis did.
+    async def discard(self, full_key: str, *, unlink: bool = True) -> bool:
+        """Delete one stored variant and publish its store key, so other nodes drop their memory copies.
 
-        NOTE: other nodes get no message, so a copy in their memory stores lives until it
-        expires or is revalidated there.
+        A node calls this when it replaced the entry: `unlink=False` keeps the Redis copy,
+        because the replacing entry was written over it. Returns whether Redis did both.
         """
-        done, _ = await self.call("discard", lambda: self.client.unlink(self.entry_key(full_key)))
+        message = DiscardMessage((full_key,)).encode(self.node)
+
+        async def discard_and_publish() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                if unlink:
+                    pipe.unlink(self.entry_key(full_key))
+                pipe.publish(self.channel, message)
+                await pipe.execute()
+
+        done, _ = await self.call("discard", discard_and_publish)
         return done
 
     async def purge(self, request: PurgeRequest) -> bool:
@@ -213,20 +269,74 @@ class SharedTier:
         return done
 
     async def _purge(self, request: PurgeRequest) -> None:
-        full_keys = await self._keys_to_purge(request)
-        batches = [full_keys[i:i + PURGE_BATCH] for i in range(0, len(full_keys), PURGE_BATCH)]
-        for batch in batches:
+        # NOTE: prefix purges and purge-all find only paths in the path index, so entries
+        # written by an edgecache version without the index stay until they expire.
+        paths = set(request.paths)
+        if request.purge_all:
+            paths.update(await self._indexed_paths(b"-", b"+"))
+        for prefix in request.prefixes:
+            # Bytes, because a str "\xff" would be encoded as UTF-8 (c3 bf). No UTF-8 text
+            # contains the byte ff, so every path starting with the prefix sorts below it.
+            low = prefix.encode()
+            paths.update(await self._indexed_paths(b"[" + low, b"(" + low + b"\xff"))
+        full_keys = await self._members([self.path_key(path) for path in sorted(paths)])
+        full_keys |= await self._members([self.tag_key(tag) for tag in request.tags])
+        ordered = sorted(full_keys)
+        for start in range(0, len(ordered), PURGE_BATCH):
+            batch = ordered[start:start + PURGE_BATCH]
             redis_keys = [self.entry_key(full_key) for full_key in batch]
             if request.soft:
                 await self._make_stale(redis_keys, request)
             else:
-                await self.client.unlink(*redis_keys)
+                await self._unlink_entries(batch)
         if not request.soft:
-            indexes = [f"{self.prefix}p:{path}" for path in request.paths]
-            indexes += [f"{self.prefix}t:{tag}" for tag in request.tags]
-            if indexes:
-                await self.client.unlink(*indexes)
+            paths.update(_path_of(full_key) for full_key in full_keys)
+            if request.tags:
+                await self.client.unlink(*[self.tag_key(tag) for tag in request.tags])
+        await self._prune_paths(sorted(paths))
         await self.client.publish(self.channel, request.encode(self.node))
+
+    async def _indexed_paths(self, low: bytes, high: bytes) -> list[str]:
+        """Return the paths in the path index between two ZRANGEBYLEX bounds, read in pages."""
+        paths: list[str] = []
+        while True:
+            page = await self.client.zrangebylex(self.path_index, low, high, start=0, num=PURGE_BATCH)
+            paths.extend(_text(member) for member in page)
+            if len(page) < PURGE_BATCH:
+                return paths
+            # The next page starts after the last member read, so concurrent writes shift nothing.
+            low = b"(" + page[-1]
+
+    async def _members(self, index_keys: list[str]) -> set[str]:
+        """Return the store keys listed in index sets, read PURGE_BATCH sets per round trip."""
+        found: set[str] = set()
+        for start in range(0, len(index_keys), PURGE_BATCH):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for index_key in index_keys[start:start + PURGE_BATCH]:
+                    pipe.smembers(index_key)
+                for members in await pipe.execute():
+                    found.update(_text(member) for member in members)
+        return found
+
+    async def _unlink_entries(self, full_keys: list[str]) -> None:
+        """Delete entries and take them out of their path sets.
+
+        The set members go first, so no fill of the same store key leaves a live entry
+        missing from its path set. A fill between the two steps is deleted by the UNLINK
+        and leaves only a member without an entry, which is harmless.
+        """
+        async with self.client.pipeline(transaction=False) as pipe:
+            for full_key in full_keys:
+                pipe.srem(self.path_key(_path_of(full_key)), full_key)
+            pipe.unlink(*[self.entry_key(full_key) for full_key in full_keys])
+            await pipe.execute()
+
+    async def _prune_paths(self, paths: list[str]) -> None:
+        """Remove from the path index the given paths whose p: set is gone (see `_PRUNE_SCRIPT`)."""
+        for start in range(0, len(paths), PURGE_BATCH):
+            batch = paths[start:start + PURGE_BATCH]
+            keys = [self.path_index, self.path_expiry_index, *(self.path_key(path) for path in batch)]
+            await self._prune_script(keys=keys, args=batch)
 
     async def purge_tag(self, tag: str, *, soft: bool, at: float,
                         keep: Callable[[Entry], bool] | None = None) -> int:
@@ -270,28 +380,6 @@ class SharedTier:
                     pipe.unlink(redis_key)
             await pipe.execute()
         return touched
-
-    async def _keys_to_purge(self, request: PurgeRequest) -> list[str]:
-        """Return the store keys a purge names, read from the index sets or a key scan."""
-        if request.purge_all or request.prefixes:
-            # NOTE: prefix purges and purge-all scan the whole keyspace in pages (SCAN), so their
-            # time grows with the number of keys in Redis. Path and tag purges read index sets.
-            return await self._scan_keys(request.prefixes, purge_all=request.purge_all)
-        full_keys: set[str] = set()
-        for index in [f"{self.prefix}p:{path}" for path in request.paths] + \
-                     [f"{self.prefix}t:{tag}" for tag in request.tags]:
-            full_keys.update(_text(member) for member in await self.client.smembers(index))
-        return sorted(full_keys)
-
-    async def _scan_keys(self, prefixes: Iterable[str], *, purge_all: bool) -> list[str]:
-        marker = self.prefix + "e:"
-        found = []
-        async for redis_key in self.client.scan_iter(match=_glob_escape(marker) + "*", count=1000):
-            full_key = redis_key.decode()[len(marker):]
-            path = full_key.split("\x00", 2)[1] if full_key.count("\x00") >= 2 else ""
-            if purge_all or any(path.startswith(prefix) for prefix in prefixes):
-                found.append(full_key)
-        return found
 
     async def _make_stale(self, redis_keys: list[str], request: PurgeRequest) -> None:
         values = await self.client.mget(redis_keys)
@@ -338,5 +426,7 @@ def _keep_none(entry: Entry) -> bool:
     return False
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+def _path_of(full_key: str) -> str:
+    """Return the canonical path of a store key (see `entry.store_key`)."""
+    parts = full_key.split("\x00", 2)
+    return parts[1] if len(parts) > 1 else ""

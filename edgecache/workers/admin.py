@@ -7,7 +7,8 @@ else the workers' JSON documents with their numbers summed. With a shared tier,
 only the first worker applies a purge to Redis and the other nodes. An inventory event
 is decided by one worker (against Redis when the shared tier is on), and the
 others adopt the SKU records it returns before the response, so every worker's
-memory copies are purged and the event is counted once. Other GET paths are
+memory copies are purged and the event is counted once. GET /entries lists the
+entries of every live worker, each with the worker's index. Other GET paths are
 served by the first live worker.
 """
 
@@ -195,6 +196,34 @@ def _passed_on(status: int, data: Any) -> web.Response:
     return json_response(data, status=status)
 
 
+async def entries(request: web.Request) -> web.Response:
+    """Merge every live worker's /entries document for one path.
+
+    Each worker has a memory store of its own, so each entry carries the index of the
+    worker that stores it. The kernel hands a request to any worker, so the top-level
+    decision is the first storing worker's, else the first worker's. When no worker
+    responds with 200, the first failure is passed on.
+    """
+    supervisor = request.app[SUPERVISOR_KEY]
+    slots = [slot for slot in supervisor.slots if slot.alive()]
+    if not slots:
+        return json_error(503, "no worker is running; try again when /health shows the workers")
+    answers = await _call_each(slots, "GET", request.path_qs)
+    documents = [(slot, data) for slot, (status, data) in zip(slots, answers) if status == 200]
+    if not documents:
+        return _passed_on(*answers[0])
+    first = documents[0][1]
+    storing = next((document for _, document in documents if document["stored"]), first)
+    merged = {
+        **first,
+        "stored": storing["stored"],
+        "entries": [{**entry, "worker": slot.index} for slot, document in documents for entry in document["entries"]],
+        "decision": storing["decision"],
+        "workers": _workers(supervisor, answered=len(documents)),
+    }
+    return json_response(merged)
+
+
 async def first_worker(request: web.Request) -> web.StreamResponse:
     """Serve other GET paths (the dashboard page, its script and style sheet) from the first live worker.
 
@@ -224,6 +253,7 @@ def create_supervisor_app(supervisor: Supervisor) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/entries", entries)
     app.router.add_post("/events/inventory", inventory_events)
     app.router.add_post("/{tail:.*}", fan_out)
     app.router.add_get("/{tail:.*}", first_worker)
