@@ -5,8 +5,8 @@ entry (RFC 9110 section 13), the validators edgecache sends when it revalidates,
 a 304 freshens a stored entry (RFC 9111 sections 3.2 and 4.3.4), and single byte
 ranges served from a stored full response (RFC 9110 section 14).
 
-If-Match and If-Unmodified-Since are not evaluated here: RFC 9111 section 4.3.2 says
-they do not apply to a cache, so the request handler forwards such requests.
+If-Match and If-Unmodified-Since are not evaluated here: RFC 9111 section 4.3.2 states
+that they do not apply to a cache, so the request handler forwards such requests.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def validators_for(entry_headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def not_modified_selects(stored: Mapping[str, str], not_modified: Mapping[str, str]) -> bool:
-    """Return whether a 304 answers for the stored entry it revalidated (RFC 9111 section 4.3.4).
+    """Return whether a 304 applies to the stored entry it revalidated (RFC 9111 section 4.3.4).
 
     An ETag in the 304 must equal the stored one; without an ETag, a Last-Modified
     must equal the stored one. A 304 without validators is taken for the entry whose

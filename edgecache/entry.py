@@ -50,9 +50,9 @@ class Entry:
     # Set when an inventory event made the page's availability wrong; never served stale then.
     forbid_stale: bool = False
     size: int = field(default=0)
-    # The fields of a 200 hit that stay the same from hit to hit, encoded on the first plain
-    # hit (see hit_response); b"" when the entry must be served through web.Response.
-    # NOTE: cache.max_bytes does not count these bytes, about the size of the stored fields.
+    # Encoded fields of a 200 hit that stay the same from hit to hit, set on the first plain
+    # hit (see hit_response). b"" means the entry must be served through web.Response.
+    # NOTE: cache.max_bytes does not count these bytes. They are about the size of the stored fields.
     hit_fields: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

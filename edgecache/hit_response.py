@@ -30,9 +30,9 @@ def encode_stored_fields(headers: CIMultiDictProxy[str], body_length: int, *, vi
     """Encode the fields of a 200 hit that stay the same from hit to hit, or return None.
 
     `via` is the Via value edgecache appends to the stored one. None means the entry
-    must be served through web.Response: it has no Date (aiohttp would add the current
-    time), a framing field, a CR or LF inside a name or value, or bytes that are not
-    UTF-8 (aiohttp's client keeps them as surrogate escapes).
+    must be served through web.Response. That is the case when it has no Date (aiohttp
+    would add the current time), a framing field, a CR or LF inside a name or value, or
+    bytes that are not UTF-8 (aiohttp's client keeps them as surrogate escapes).
     """
     if "date" not in headers:
         return None

@@ -83,7 +83,7 @@ class Proxy(FillMixin):
         try:
             response = await self._dispatch(request, context)
         except Exception:
-            # A bug must not vanish into aiohttp's own 500: log it, count it, answer it.
+            # A bug must not vanish into aiohttp's own 500, so it is logged, counted and returned as a 500.
             # NOTE: a bug raised after a streamed response was prepared also lands here. That
             # client gets a broken response, because its status line was already sent.
             cache_logger.exception("unexpected error serving %s %s", request.method, request.raw_path)

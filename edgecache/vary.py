@@ -1,9 +1,9 @@
 """Secondary keys from Vary (RFC 9111 section 4.1), as pure functions.
 
 Accept-Encoding is normalized to three buckets so that browsers, which each spell
-their preferences differently, share one copy per encoding. For a bucket to be
-safe, whatever the origin sends for it must be acceptable to every client in it,
-so edgecache sends the origin the bucket's own Accept-Encoding value (see
+their preferences differently, share one copy per encoding. A bucket is safe only
+when whatever the origin sends for it is acceptable to every client in it. So
+edgecache sends the origin the bucket's own Accept-Encoding value (see
 `BUCKET_ACCEPT_ENCODING`), not the first client's, as Varnish setups commonly do.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 
-# What edgecache sends the origin for each bucket. "identity" is sent explicitly:
-# without any Accept-Encoding, every coding would be acceptable (RFC 9110 section 12.5.3).
+# The Accept-Encoding value sent to the origin for each bucket. "identity" is sent explicitly,
+# because without any Accept-Encoding every coding would be acceptable (RFC 9110 section 12.5.3).
 BUCKET_ACCEPT_ENCODING = {"br": "br, gzip", "gzip": "gzip", "identity": "identity"}
 # Separates the name=value parts of a variant key. RFC 9110 section 5.5 allows no control
 # characters in field values, so a value cannot contain it.
