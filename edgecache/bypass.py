@@ -23,10 +23,8 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from .cache_control import parse_cache_control
-from .log import origin_logger
-from .origin import READ_CHUNK_BYTES, response_headers
 from .outcomes import Outcome
-from .responses import decorate
+from .responses import start_stream, stream_headers, write_stream_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,37 +95,9 @@ async def stream_shareable(request: web.BaseRequest, upstream: aiohttp.ClientRes
     ended early. As in responses.stream_response, an origin failure after the headers
     were sent aborts the client connection, because no error response can follow.
     """
-    headers = response_headers(upstream.headers)
-    age = upstream.headers.get("Age", "0")
-    decorate(headers, outcome=Outcome.BYPASS, status_value=status_value, age=int(age) if age.isdigit() else 0)
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-    if upstream.content_length is not None:
-        response.content_length = upstream.content_length
-    await response.prepare(request)
-
-    chunks: list[bytes] | None = []
-    size = 0
-    try:
-        async for chunk in upstream.content.iter_chunked(READ_CHUNK_BYTES):
-            await response.write(chunk)
-            size += len(chunk)
-            if chunks is not None and size <= limit:
-                chunks.append(chunk)
-            else:
-                chunks = None
-        await response.write_eof()
-    except asyncio.CancelledError:
-        raise
-    except (aiohttp.ClientPayloadError, aiohttp.ClientOSError, aiohttp.ServerDisconnectedError,
-            asyncio.TimeoutError) as exc:
-        origin_logger.warning("origin failed mid-body for %s: %r; aborting the client connection", request.path, exc)
-        if request.transport is not None:
-            request.transport.abort()
+    headers = stream_headers(upstream, outcome=Outcome.BYPASS, status_value=status_value)
+    response = await start_stream(request, upstream, headers)
+    body = await write_stream_body(request, upstream, response, keep_limit=limit)
+    if body is None:
         return response, None
-    except ConnectionResetError:
-        # The leader's client went away, so the rest of the body was not read.
-        return response, None
-    if chunks is None:
-        return response, None
-    return response, SharedResponse(response.status, response.reason, CIMultiDictProxy(CIMultiDict(headers)),
-                                    b"".join(chunks))
+    return response, SharedResponse(response.status, response.reason, CIMultiDictProxy(headers), body)

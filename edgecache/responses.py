@@ -185,25 +185,56 @@ def buffered_response(upstream: aiohttp.ClientResponse, body: bytes, *, outcome:
 
 async def stream_response(request: web.BaseRequest, upstream: aiohttp.ClientResponse, *, outcome: Outcome,
                           status_value: str, prefix: bytes = b"", strip: tuple[str, ...] = ()) -> web.StreamResponse:
-    """Stream an origin response to the client without buffering it whole.
+    """Stream an origin response to the client without buffering it whole."""
+    headers = stream_headers(upstream, outcome=outcome, status_value=status_value, strip=strip)
+    response = await start_stream(request, upstream, headers)
+    await write_stream_body(request, upstream, response, prefix=prefix)
+    return response
 
-    Once the headers are sent, an origin failure cannot become an error response, so
-    the client connection is aborted and the client sees a truncated transfer.
-    """
+
+def stream_headers(upstream: aiohttp.ClientResponse, *, outcome: Outcome, status_value: str,
+                   strip: tuple[str, ...] = ()) -> CIMultiDict[str]:
+    """Return the client's fields for a streamed origin response, the origin's Age kept."""
     headers = response_headers(upstream.headers)
     for name in strip:
         headers.popall(name, None)
     age = upstream.headers.get("Age", "0")
     decorate(headers, outcome=outcome, status_value=status_value, age=int(age) if age.isdigit() else 0)
+    return headers
+
+
+async def start_stream(request: web.BaseRequest, upstream: aiohttp.ClientResponse,
+                       headers: CIMultiDict[str]) -> web.StreamResponse:
+    """Send the status line and `headers` of a streamed response; aiohttp copies `headers`."""
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     if upstream.content_length is not None:
         response.content_length = upstream.content_length
     await response.prepare(request)
+    return response
+
+
+async def write_stream_body(request: web.BaseRequest, upstream: aiohttp.ClientResponse,
+                            response: web.StreamResponse, *, prefix: bytes = b"",
+                            keep_limit: int | None = None) -> bytes | None:
+    """Write `prefix` and the rest of the origin body to a prepared response.
+
+    With `keep_limit`, return the whole body when it arrived complete and within that
+    many bytes, else None. Once the headers are sent, an origin failure cannot become an
+    error response, so the client connection is aborted and the client sees a truncated
+    transfer.
+    """
+    kept: list[bytes] | None = [prefix] if keep_limit is not None and len(prefix) <= keep_limit else None
+    size = len(prefix)
     try:
         if prefix:
             await response.write(prefix)
         async for chunk in upstream.content.iter_chunked(READ_CHUNK_BYTES):
             await response.write(chunk)
+            size += len(chunk)
+            if kept is not None and keep_limit is not None and size <= keep_limit:
+                kept.append(chunk)
+            else:
+                kept = None
         await response.write_eof()
     except asyncio.CancelledError:
         raise
@@ -212,6 +243,7 @@ async def stream_response(request: web.BaseRequest, upstream: aiohttp.ClientResp
         origin_logger.warning("origin failed mid-body for %s: %r; aborting the client connection", request.path, exc)
         if request.transport is not None:
             request.transport.abort()
+        return None
     except ConnectionResetError:
-        pass  # The client went away; nothing is stored from a stream.
-    return response
+        return None  # The client went away, so the rest of the body was not read.
+    return b"".join(kept) if kept is not None else None
