@@ -242,7 +242,7 @@ class Proxy(FillMixin):
         # A streamed response has been sent already and knows its length; others have a Content-Length.
         size = response.content_length if response.content_length is not None else response.body_length
         self.stats.record(context.outcome, context.rule, context.reason, size)
-        self.stats.record_recent(context.outcome, context.key, request.raw_path.partition("?")[0])
+        self.stats.record_recent(context.outcome, context.key, request.raw_path)
         if self._log_access and access_logger.isEnabledFor(logging.INFO):
             log_access(request, response.status, size, outcome=context.outcome.value, reason=context.reason,
                        age=context.age, duration=time.perf_counter() - context.started,

@@ -131,12 +131,12 @@ class Stats:
             self.reasons[reason] = self.reasons.get(reason, 0) + 1
         self.response_bytes += response_bytes
 
-    def record_recent(self, outcome: Outcome, key: str | None, path: str) -> None:
+    def record_recent(self, outcome: Outcome, key: str | None, raw_path: str) -> None:
         """Add a request to the rolling counts and the top lists.
 
         `key` is the cache key of a request that consulted the cache, else None. A
-        bypassed request counts under `path`, its path without the query, so query
-        bypasses group by path.
+        bypassed request counts under its path without the query, so query bypasses
+        group by path. The query is cut off only here, off the hit path.
         """
         now = self.clock()
         self.rolling.add(_OUTCOME_FIELDS[outcome], now)
@@ -144,7 +144,7 @@ class Stats:
             self.rolling.add(_LOOKUPS_FIELD, now)
             self.top_requested.add(key)
         elif outcome is Outcome.BYPASS:
-            self.top_bypassed.add(path)
+            self.top_bypassed.add(raw_path.partition("?")[0])
 
     def record_fetch(self, key: str) -> None:
         """Count a cache fetch (miss, revalidation or background refresh) sent to the origin for a key."""
