@@ -22,7 +22,7 @@ class OriginError(EdgecacheError, ConnectionError):
 
 
 class OriginTimeoutError(OriginError, TimeoutError):
-    """The origin did not answer within the configured timeout."""
+    """The origin did not respond within the configured timeout."""
 
 
 class OriginBusyError(OriginError):

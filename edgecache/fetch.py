@@ -97,7 +97,7 @@ class Fetcher:
         self.is_fenced: Callable[[frozenset[str], float], bool] = lambda tags, request_time: False
         # One warning per failure reason per minute, however many requests fail.
         self._origin_warnings = ThrottledLogger(origin_logger)
-        # Called with an entry's tags; True when an inventory event says one of its SKUs is low_stock.
+        # Called with an entry's tags; True when the latest inventory event for one of its SKUs is low_stock.
         self.has_low_stock: Callable[[frozenset[str]], bool] = lambda tags: False
         # The Redis tier every stored entry is also written to, when cache.shared_url is set.
         self.shared: SharedTier | None = None

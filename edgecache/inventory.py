@@ -182,7 +182,7 @@ class InventoryTracker:
         return sorted(records, key=lambda record: record.sku)
 
     def has_low_stock(self, tags: frozenset[str]) -> bool:
-        """Return whether one of `tags` names a SKU whose latest event says low_stock."""
+        """Return whether one of `tags` names a SKU whose latest event is low_stock."""
         for tag in tags:
             record = self._by_tag.get(tag)
             if record is not None and record.state == LOW_STOCK:

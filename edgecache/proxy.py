@@ -239,7 +239,7 @@ class Proxy(FillMixin):
                               fold_case=self.settings.key.fold_case)
 
     def _account(self, request: web.BaseRequest, response: web.StreamResponse, context: RequestContext) -> None:
-        # A streamed response has been sent already and knows its length; others have a Content-Length.
+        # A streamed response has been sent already and has its length; others have a Content-Length.
         size = response.content_length if response.content_length is not None else response.body_length
         self.stats.record(context.outcome, context.rule, context.reason, size)
         self.stats.record_recent(context.outcome, context.key, request.raw_path)

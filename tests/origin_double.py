@@ -1,4 +1,4 @@
-"""A scriptable origin for tests: answers per path as told and records every request."""
+"""A scriptable origin for tests: responds per path as scripted and records every request."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Script:
 
 
 class RecordingOrigin:
-    """Scripted answers by path; unscripted paths get 200 with a per-request counter body."""
+    """Scripted responses by path; unscripted paths get 200 with a per-request counter body."""
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []

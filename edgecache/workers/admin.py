@@ -89,7 +89,7 @@ async def _instance_figures(supervisor: Supervisor) -> tuple[dict[str, Any], Any
 
 
 def _worst_state(states: Iterable[str]) -> str:
-    """Return the shared tier's state for the instance: down when any worker sees it down."""
+    """Return the shared tier's state for the instance: down when any worker reports it down."""
     seen = set(states)
     if "down" in seen:
         return "down"
@@ -129,7 +129,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def fan_out(request: web.Request) -> web.Response:
-    """Send a POST to every worker and answer when all have applied it."""
+    """Send a POST to every worker and return when all have applied it."""
     supervisor = request.app[SUPERVISOR_KEY]
     if request.path.startswith("/internal/"):
         return json_error(404, f"{request.path} is not served by the supervisor")
