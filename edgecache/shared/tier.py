@@ -18,7 +18,7 @@ expired earlier stay in them until then, which is harmless when purged. A path
 leaves `paths` when a write finds its p: set expired, or when a purge finds the
 set gone (`_PRUNE_SCRIPT`), because a sorted set member cannot expire by itself.
 Every method returns normally when Redis fails: it counts the failure, marks the
-tier down and answers as a miss, so a Redis outage never fails a client request.
+tier down and returns a miss, so a Redis outage never fails a client request.
 """
 
 from __future__ import annotations
